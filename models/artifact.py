@@ -1,0 +1,136 @@
+"""Model artifact I/O: plain arrays (``model.npz``) plus ``manifest.json`` with checksums.
+
+Nothing is ever unpickled: the arrays load with ``allow_pickle=False`` and the manifest is
+JSON. Both files are verified by sha256 before use; a mismatch is refused with
+:class:`ArtifactError`, whose message is one sentence fit for an operator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from models.forest import ForestArrays
+from models.peers import PeerBaseline
+
+__all__ = ["ArtifactError", "Model", "save_model", "load_model", "FORMAT_VERSION"]
+
+FORMAT_VERSION = 1
+ARRAYS_FILE = "model.npz"
+MANIFEST_FILE = "manifest.json"
+
+
+class ArtifactError(Exception):
+    """A model directory that cannot be used; the message says why in one sentence."""
+
+
+@dataclass(frozen=True)
+class Model:
+    """A loaded, verified model: the forest, the peer baseline and the manifest."""
+
+    forest: ForestArrays
+    peers: PeerBaseline
+    manifest: dict
+    attribution_baseline: np.ndarray
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["model_version"])
+
+    @property
+    def threshold(self) -> float:
+        return float(self.manifest["threshold"])
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.manifest["feature_names"])
+
+
+def _canonical(doc: dict) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.replace(tmp, path)
+
+
+def save_model(
+    model_dir: str | Path,
+    forest: ForestArrays,
+    attribution_baseline: np.ndarray,
+    manifest: dict,
+    peers: PeerBaseline,
+) -> dict:
+    """Write ``model.npz`` and ``manifest.json`` into ``model_dir``; return the manifest."""
+    directory = Path(model_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    arrays = forest.as_dict()
+    arrays["attribution_baseline"] = np.asarray(attribution_baseline, dtype=np.float64)
+    np.savez(buffer, **arrays)
+    array_bytes = buffer.getvalue()
+    body = dict(manifest)
+    body["format_version"] = FORMAT_VERSION
+    body["peers"] = peers.to_json()
+    body["arrays_file"] = ARRAYS_FILE
+    body["arrays_sha256"] = hashlib.sha256(array_bytes).hexdigest()
+    body.pop("manifest_sha256", None)
+    body["manifest_sha256"] = hashlib.sha256(_canonical(body)).hexdigest()
+    _atomic_write(directory / ARRAYS_FILE, array_bytes)
+    _atomic_write(directory / MANIFEST_FILE, json.dumps(body, indent=2, sort_keys=True).encode())
+    return body
+
+
+def load_model(model_dir: str | Path) -> Model:
+    """Load and verify a model directory. Raises :class:`ArtifactError` on any problem."""
+    directory = Path(model_dir)
+    manifest_path = directory / MANIFEST_FILE
+    if not directory.is_dir():
+        raise ArtifactError(f"model directory {directory} does not exist; run 'insiderwatch train' first")
+    if not manifest_path.is_file():
+        raise ArtifactError(f"{manifest_path} is missing; this is not an insiderwatch model directory")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{manifest_path} is not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{manifest_path} is not a JSON object")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(
+            f"{manifest_path} has format version {manifest.get('format_version')!r}; "
+            f"this insiderwatch reads version {FORMAT_VERSION}"
+        )
+    claimed = manifest.get("manifest_sha256")
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    if claimed != hashlib.sha256(_canonical(body)).hexdigest():
+        raise ArtifactError(f"{manifest_path} fails its sha256 check; refusing a tampered manifest")
+    arrays_path = directory / str(manifest.get("arrays_file", ARRAYS_FILE))
+    try:
+        array_bytes = arrays_path.read_bytes()
+    except OSError as exc:
+        raise ArtifactError(f"cannot read {arrays_path} ({exc.strerror})") from None
+    if hashlib.sha256(array_bytes).hexdigest() != manifest.get("arrays_sha256"):
+        raise ArtifactError(f"{arrays_path} fails its sha256 check; refusing a tampered model")
+    try:
+        with np.load(io.BytesIO(array_bytes), allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+        forest = ForestArrays.from_dict(arrays)
+        peers = PeerBaseline.from_json(manifest["peers"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ArtifactError(f"{arrays_path} is not a valid insiderwatch model ({exc})") from None
+    return Model(
+        forest=forest,
+        peers=peers,
+        manifest=manifest,
+        attribution_baseline=arrays["attribution_baseline"],
+    )

@@ -1,0 +1,221 @@
+"""The detection core shared by training, offline ``score`` and the Faust worker.
+
+:func:`observe` advances an actor's state by one event and returns its feature row;
+:class:`Detector` scores batches of events against a model, decides, explains and groups
+alerts into incidents. Both are pure with respect to I/O and the clock (the caller passes
+``detected_at``), so a replay reproduces the live stream's scores and alert ids.
+
+Batches are processed in *waves*: wave k holds the k-th event of every actor in the batch.
+Within a wave every actor appears once, so the wave is scored as one vectorised call, and
+each actor still sees its events strictly in order. The result is identical to scoring one
+event at a time, whatever the batch boundaries are, which is what lets flagged events be
+kept out of the baseline (the update depends on the score) without losing batching.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import MutableMapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+
+from models.artifact import Model
+from models.events import AccessEvent
+from models.explain import explain, summarise
+from models.features import MATURE_EVENTS, feature_row
+from models.forest import path_attribution, score
+from models.incidents import SEVERITIES, IncidentSettings, incident_fields, step_incident
+from models.peers import PeerBaseline
+from models.state import ActorState, absorb_into_baseline, advance_windows, new_state
+
+__all__ = ["Scored", "BatchOutcome", "Detector", "observe", "rfc3339", "ALERT_SCHEMA"]
+
+ALERT_SCHEMA = "insiderwatch.alert/v1"
+WARMUP_ACTIVE_DAYS = 3
+
+
+def rfc3339(ts: float) -> str:
+    """Epoch seconds as an RFC 3339 UTC string.
+
+    >>> rfc3339(1767605400.0)
+    '2026-01-05T09:30:00Z'
+    """
+    text = datetime.fromtimestamp(ts, UTC).isoformat()
+    return text.replace("+00:00", "Z")
+
+
+def observe(
+    event: AccessEvent, states: MutableMapping[str, ActorState], peers: PeerBaseline
+) -> tuple[ActorState, bool, list[float]]:
+    """Advance the actor's windows with ``event``; return ``(state, is_late, features)``."""
+    state = states.get(event.actor_id)
+    if state is None:
+        state = new_state(event)
+        states[event.actor_id] = state
+    is_late, is_new_resource = advance_windows(state, event)
+    return state, is_late, feature_row(event, state, peers, is_new_resource)
+
+
+@dataclass(slots=True)
+class Scored:
+    """One event's verdict."""
+
+    event: AccessEvent
+    score: float
+    flagged: bool
+    late: bool
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    """Verdicts in input order, and alert messages in emission order."""
+
+    scored: list[Scored]
+    alerts: list[dict]
+
+
+def _waves(events: Sequence[AccessEvent]) -> list[list[int]]:
+    """Group event indices so that wave k holds each actor's k-th event (input order kept)."""
+    position: dict[str, int] = {}
+    waves: list[list[int]] = []
+    for index, event in enumerate(events):
+        k = position.get(event.actor_id, 0)
+        position[event.actor_id] = k + 1
+        if k == len(waves):
+            waves.append([])
+        waves[k].append(index)
+    return waves
+
+
+class Detector:
+    """Scores events with a :class:`~models.artifact.Model` and emits explained alerts.
+
+    Parameters
+    ----------
+    model:
+        A verified model (see :func:`models.artifact.load_model`).
+    pseudonymize_key:
+        When given, ``resource_id`` and ``source_ip`` in alerts are replaced by a keyed
+        HMAC-SHA256 pseudonym, so the alerts topic does not become a copy of customer data.
+        The actor stays in clear: analysts need it.
+    """
+
+    def __init__(self, model: Model, pseudonymize_key: bytes | None = None) -> None:
+        self.model = model
+        self.threshold = model.threshold
+        cuts = model.manifest["severity_thresholds"]
+        self._cuts = (self.threshold, cuts["medium"], cuts["high"], cuts["critical"])
+        self.incident_settings = IncidentSettings(**model.manifest["incident"])
+        self._pseudonymize_key = pseudonymize_key
+
+    def severity_level(self, value: float) -> int:
+        """0..3 for low..critical, from the calibrated score cuts."""
+        level = 0
+        for index in (1, 2, 3):
+            if value >= self._cuts[index]:
+                level = index
+        return level
+
+    def _pseudonym(self, value: str | None) -> str | None:
+        if value is None or self._pseudonymize_key is None:
+            return value
+        digest = hmac.new(self._pseudonymize_key, value.encode(), hashlib.sha256).hexdigest()
+        return "hmac:" + digest[:24]
+
+    def process(
+        self,
+        events: Sequence[AccessEvent],
+        states: MutableMapping[str, ActorState],
+        detected_at: str,
+    ) -> BatchOutcome:
+        """Score ``events`` in order, updating ``states`` in place."""
+        model = self.model
+        peers = model.peers
+        scored: list[Scored | None] = [None] * len(events)
+        alerts: list[dict] = []
+        for wave in _waves(events):
+            rows = []
+            wave_states = []
+            for index in wave:
+                state, is_late, row = observe(events[index], states, peers)
+                rows.append(row)
+                wave_states.append((state, is_late))
+            matrix = np.asarray(rows, dtype=np.float64)
+            wave_scores = score(model.forest, matrix)
+            flagged_rows = np.flatnonzero(wave_scores >= self.threshold)
+            attributions = (
+                path_attribution(model.forest, matrix[flagged_rows]) if flagged_rows.size else None
+            )
+            attribution_of = {int(r): k for k, r in enumerate(flagged_rows)}
+            for position, index in enumerate(wave):
+                event = events[index]
+                state, is_late = wave_states[position]
+                value = float(wave_scores[position])
+                flagged = position in attribution_of
+                scored[index] = Scored(event, value, flagged, is_late)
+                if not flagged:
+                    absorb_into_baseline(state, event)
+                    continue
+                step = step_incident(
+                    state.incident,
+                    event.actor_id,
+                    event.event_id,
+                    event.ts,
+                    value,
+                    self.severity_level(value),
+                    self.incident_settings,
+                )
+                state.incident = step.incident
+                if step.emit:
+                    attribution = attributions[attribution_of[position]]
+                    alerts.append(
+                        self._alert(event, state, value, is_late, step, attribution, detected_at)
+                    )
+        return BatchOutcome(scored=[s for s in scored if s is not None], alerts=alerts)
+
+    def _alert(self, event, state, value, is_late, step, attribution, detected_at) -> dict:
+        model = self.model
+        role = model.peers.profile(event.actor_role)
+        warming_up = state.hist_n < MATURE_EVENTS or state.active_days < WARMUP_ACTIVE_DAYS
+        reasons = explain(event, state, role, attribution, model.attribution_baseline)
+        incident = incident_fields(step.incident)
+        confidence = min(1.0, state.hist_n / (4.0 * MATURE_EVENTS))
+        return {
+            "schema": ALERT_SCHEMA,
+            "alert_id": step.alert_id,
+            "status": step.status,
+            "event_id": event.event_id,
+            "event_ids": incident["event_ids"],
+            "actor_id": event.actor_id,
+            "actor_role": event.actor_role,
+            "actor_team": event.actor_team,
+            "timestamp": rfc3339(event.ts),
+            "first_seen": rfc3339(incident["first_ts"]),
+            "last_seen": rfc3339(incident["last_ts"]),
+            "detected_at": detected_at,
+            "score": round(value, 6),
+            "threshold": round(self.threshold, 6),
+            "severity": SEVERITIES[incident["level"]],
+            "model_version": model.version,
+            "event_count": incident["count"],
+            "max_score": incident["max_score"],
+            "warming_up": warming_up,
+            "confidence": round(confidence, 3),
+            "late": is_late,
+            "reasons": [reason.as_dict() for reason in reasons],
+            "summary": summarise(event, reasons, warming_up),
+            "event": {
+                "action": event.action,
+                "resource_type": event.resource_type,
+                "resource_id": self._pseudonym(event.resource_id),
+                "record_count": event.record_count,
+                "fields": list(event.fields),
+                "ticket_id": event.ticket_id,
+                "source_ip": self._pseudonym(event.source_ip),
+                "device_id": event.device_id,
+                "outcome": event.outcome,
+            },
+        }

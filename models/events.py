@@ -1,0 +1,197 @@
+"""Event contract v1: decode and validate one access event from raw bytes.
+
+Every input either becomes an :class:`AccessEvent` or an :class:`InvalidEvent` carrying a
+machine-readable reason; nothing raises. Caps are enforced before any further parsing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+
+__all__ = [
+    "AccessEvent",
+    "InvalidEvent",
+    "MAX_MESSAGE_BYTES",
+    "parse_event",
+    "parse_timestamp",
+]
+
+MAX_MESSAGE_BYTES = 64 * 1024
+MAX_ID_CHARS = 256
+MAX_FIELDS = 64
+MAX_FIELD_CHARS = 64
+MAX_RECORD_COUNT = 1_000_000_000
+# Plausible event-time range; a year-1 or year-9999 timestamp is a producer bug, not an access.
+MIN_EPOCH_S = 946_684_800.0  # 2000-01-01T00:00:00Z
+MAX_EPOCH_S = 4_102_444_800.0  # 2100-01-01T00:00:00Z
+
+_REQUIRED_STRINGS = ("event_id", "timestamp", "actor_id", "action", "resource_type")
+_OPTIONAL_STRINGS = (
+    "actor_role",
+    "actor_team",
+    "resource_id",
+    "source_ip",
+    "device_id",
+    "outcome",
+)
+
+
+@dataclass(slots=True, frozen=True)
+class AccessEvent:
+    """One validated access event (contract v1). ``ts`` is event time in epoch seconds."""
+
+    event_id: str
+    timestamp: str
+    ts: float
+    actor_id: str
+    action: str
+    resource_type: str
+    actor_role: str = "unknown"
+    actor_team: str | None = None
+    resource_id: str | None = None
+    record_count: int = 1
+    fields: tuple[str, ...] = ()
+    ticket_id: str | None = None
+    source_ip: str | None = None
+    device_id: str | None = None
+    outcome: str = "success"
+
+
+@dataclass(slots=True, frozen=True)
+class InvalidEvent:
+    """Why an input could not be scored. ``reason`` is a stable machine-readable code."""
+
+    reason: str
+    detail: str
+    field: str | None = None
+
+
+def parse_timestamp(value: str) -> float:
+    """Parse an RFC 3339 timestamp with a zone into epoch seconds.
+
+    Raises ``ValueError`` when the text is not RFC 3339, has no zone, or lies outside
+    2000..2100.
+
+    >>> parse_timestamp("2026-01-05T09:30:00Z")
+    1767605400.0
+    >>> parse_timestamp("2026-01-05T10:30:00+01:00")
+    1767605400.0
+    """
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError("timestamp has no UTC offset")
+    epoch_s = parsed.timestamp()
+    if not MIN_EPOCH_S <= epoch_s < MAX_EPOCH_S:
+        raise ValueError("timestamp outside 2000..2100")
+    return epoch_s
+
+
+def _bad(reason: str, detail: str, field: str | None = None) -> InvalidEvent:
+    return InvalidEvent(reason=reason, detail=detail, field=field)
+
+
+def parse_event(raw: bytes) -> AccessEvent | InvalidEvent:
+    """Decode raw message bytes into an event, or say precisely why not.
+
+    >>> parse_event(b'{"event_id":"e1","timestamp":"2026-01-05T09:30:00Z",'
+    ...             b'"actor_id":"a1","action":"view","resource_type":"review"}').actor_id
+    'a1'
+    >>> parse_event(b'[1, 2]').reason
+    'not_object'
+    >>> parse_event(b'{"event_id":"e1"}').reason
+    'missing_field'
+    """
+    if len(raw) > MAX_MESSAGE_BYTES:
+        return _bad("too_large", f"message is {len(raw)} bytes, limit {MAX_MESSAGE_BYTES}")
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return _bad("not_utf8", "message is not valid UTF-8")
+        return _bad("not_json", str(exc)[:200])
+    if not isinstance(doc, dict):
+        return _bad("not_object", f"expected a JSON object, got {type(doc).__name__}")
+
+    for name in _REQUIRED_STRINGS:
+        value = doc.get(name)
+        if value is None:
+            return _bad("missing_field", f"required field {name!r} is missing", name)
+        if not isinstance(value, str):
+            return _bad("wrong_type", f"{name!r} must be a string", name)
+        if not value or len(value) > MAX_ID_CHARS:
+            return _bad("bad_value", f"{name!r} must have 1..{MAX_ID_CHARS} characters", name)
+    for name in _OPTIONAL_STRINGS:
+        value = doc.get(name)
+        if value is not None and not isinstance(value, str):
+            return _bad("wrong_type", f"{name!r} must be a string", name)
+        if value is not None and len(value) > MAX_ID_CHARS:
+            return _bad("bad_value", f"{name!r} is longer than {MAX_ID_CHARS}", name)
+
+    ticket = doc.get("ticket_id")
+    if ticket is not None and not isinstance(ticket, str):
+        return _bad("wrong_type", "'ticket_id' must be a string or null", "ticket_id")
+    if ticket is not None and len(ticket) > MAX_ID_CHARS:
+        return _bad("bad_value", f"'ticket_id' is longer than {MAX_ID_CHARS}", "ticket_id")
+
+    record_count = doc.get("record_count", 1)
+    if record_count is None:
+        record_count = 1
+    if isinstance(record_count, bool) or not isinstance(record_count, int):
+        if isinstance(record_count, float) and math.isfinite(record_count):
+            if record_count.is_integer():
+                record_count = int(record_count)
+            else:
+                return _bad("wrong_type", "'record_count' must be an integer", "record_count")
+        else:
+            return _bad("wrong_type", "'record_count' must be an integer", "record_count")
+    if not 0 <= record_count <= MAX_RECORD_COUNT:
+        return _bad(
+            "bad_value", f"'record_count' must be in 0..{MAX_RECORD_COUNT}", "record_count"
+        )
+
+    fields = doc.get("fields")
+    if fields is None:
+        fields_tuple: tuple[str, ...] = ()
+    elif not isinstance(fields, list):
+        return _bad("wrong_type", "'fields' must be a list of strings", "fields")
+    elif len(fields) > MAX_FIELDS:
+        return _bad("bad_value", f"'fields' has more than {MAX_FIELDS} entries", "fields")
+    else:
+        for item in fields:
+            if not isinstance(item, str) or len(item) > MAX_FIELD_CHARS:
+                return _bad(
+                    "wrong_type",
+                    f"'fields' entries must be strings of at most {MAX_FIELD_CHARS} characters",
+                    "fields",
+                )
+        fields_tuple = tuple(fields)
+
+    timestamp = doc["timestamp"]
+    try:
+        ts = parse_timestamp(timestamp)
+    except (ValueError, OverflowError) as exc:
+        return _bad("bad_timestamp", f"{timestamp[:64]!r}: {exc}", "timestamp")
+
+    return AccessEvent(
+        event_id=doc["event_id"],
+        timestamp=timestamp,
+        ts=ts,
+        actor_id=doc["actor_id"],
+        action=doc["action"],
+        resource_type=doc["resource_type"],
+        actor_role=doc.get("actor_role") or "unknown",
+        actor_team=doc.get("actor_team"),
+        resource_id=doc.get("resource_id"),
+        record_count=record_count,
+        fields=fields_tuple,
+        ticket_id=ticket or None,
+        source_ip=doc.get("source_ip"),
+        device_id=doc.get("device_id"),
+        outcome=doc.get("outcome") or "success",
+    )

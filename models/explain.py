@@ -1,0 +1,181 @@
+"""Explanations: turn the forest's per-feature attribution into reasons and one sentence.
+
+The *ranking* comes from the model (path attribution minus its training mean, see
+:func:`models.forest.path_attribution`); this module only phrases each ranked feature with
+the observed value and the actor's or the role's baseline, so an analyst reads "412
+accesses in ~1 h (usual for this actor: 9 per hour)" rather than a feature name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.events import AccessEvent
+from models.features import FEATURE_NAMES, PRIOR_EVENTS, WORKING_HOURS_PER_DAY, typical_day
+from models.peers import RoleProfile
+from models.state import DAY_S, W_DENIED, W_EVENTS, W_NEW_RESOURCES, W_NO_TICKET, W_RECORDS, ActorState
+
+__all__ = ["Reason", "explain", "summarise"]
+
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """One contributing feature: what was seen, what is normal, and how much it mattered."""
+
+    feature: str
+    observed: float
+    expected: float
+    contribution: float
+    text: str
+
+    def as_dict(self) -> dict:
+        return {
+            "feature": self.feature,
+            "observed": round(self.observed, 3),
+            "expected": round(self.expected, 3),
+            "contribution": round(self.contribution, 4),
+            "text": self.text,
+        }
+
+
+def _w(state: ActorState, tau_index: int, quantity: int) -> float:
+    return state.win[tau_index * 5 + quantity]
+
+
+def _describe(
+    name: str, event: AccessEvent, state: ActorState, role: RoleProfile
+) -> tuple[float, float, str]:
+    """Observed value, expected value and a phrase for feature ``name``."""
+    day_typ = typical_day(state, role.median_day_events, state.ewma_day_events)
+    hour_typ = day_typ / WORKING_HOURS_PER_DAY
+    records_hour_typ = typical_day(state, role.median_day_records, state.ewma_day_records) / WORKING_HOURS_PER_DAY
+    hist_n = state.hist_n
+    events_1h = _w(state, 1, W_EVENTS)
+    what = f"{event.action} on {event.resource_type}"
+    if name == "log_record_count":
+        return event.record_count, role.median_day_records, (
+            f"{event.record_count} records in one {what} (role's typical day: {role.median_day_records:.0f})"
+        )
+    if name == "sensitive_field_count":
+        shown = ", ".join(event.fields[:4])
+        return len(event.fields), 0.0, f"returned {len(event.fields)} sensitive fields ({shown})"
+    if name == "no_ticket":
+        return 1.0 if not event.ticket_id else 0.0, 0.0, f"{what} without a ticket"
+    if name == "events_10m":
+        value = _w(state, 0, W_EVENTS)
+        return value, hour_typ / 6, f"{value:.0f} accesses in ~10 min (usual: {hour_typ / 6:.1f})"
+    if name == "events_1h_vs_actor":
+        return events_1h, hour_typ, (
+            f"{events_1h:.0f} accesses in ~1 h (usual for this actor: {hour_typ:.0f} per hour)"
+        )
+    if name == "records_1h_vs_actor":
+        value = _w(state, 1, W_RECORDS)
+        return value, records_hour_typ, (
+            f"{value:.0f} records in ~1 h (usual for this actor: {records_hour_typ:.0f} per hour)"
+        )
+    if name == "records_24h_vs_role":
+        value = _w(state, 2, W_RECORDS)
+        return value, role.median_day_records, (
+            f"{value:.0f} records in ~24 h (role's typical day: {role.median_day_records:.0f})"
+        )
+    if name in ("new_resources_1h", "new_resources_1h_vs_actor"):
+        value = _w(state, 1, W_NEW_RESOURCES)
+        return value, hour_typ, (
+            f"{value:.0f} distinct records (latest: {event.resource_type}) in ~1 h "
+            f"(usual for this actor: {hour_typ:.0f} per hour)"
+        )
+    if name == "no_ticket_1h_vs_actor":
+        value = _w(state, 1, W_NO_TICKET)
+        share = (state.no_ticket_n + PRIOR_EVENTS * role.no_ticket_share) / (hist_n + PRIOR_EVENTS)
+        return value, events_1h * share, (
+            f"{value:.0f} of {events_1h:.0f} accesses in ~1 h without a ticket "
+            f"(usual for this actor: {share:.0%} without)"
+        )
+    if name == "denied_1h":
+        value = _w(state, 1, W_DENIED)
+        return value, 0.0, f"{value:.0f} denied or failed accesses in ~1 h"
+    if name in ("day_events_vs_actor", "day_events_vs_role"):
+        today = state.day_events
+        expected = day_typ if name == "day_events_vs_actor" else role.median_day_events
+        whose = "this actor" if name == "day_events_vs_actor" else "the role"
+        return today, expected, f"{today} accesses today (usual day for {whose}: {expected:.0f})"
+    if name in ("action_novelty", "first_time_action"):
+        count = state.actions.get(event.action, 0)
+        return count, hist_n, f"'{event.action}' in {count} of this actor's {hist_n} past accesses"
+    if name in ("resource_type_novelty", "first_time_resource_type"):
+        count = state.resource_types.get(event.resource_type, 0)
+        return count, hist_n, (
+            f"'{event.resource_type}' in {count} of this actor's {hist_n} past accesses"
+        )
+    if name == "action_role_rarity":
+        p = role.action_probability(event.action)
+        return p, 1.0, f"'{event.action}' is {p:.1%} of the role's accesses"
+    if name == "resource_type_role_rarity":
+        p = role.resource_type_probability(event.resource_type)
+        return p, 1.0, f"'{event.resource_type}' is {p:.1%} of the role's accesses"
+    hour = (int(event.ts) % DAY_S) // 3600
+    if name == "hour_novelty":
+        count = state.hours[hour]
+        return count, hist_n, (
+            f"at {hour:02d}:00 UTC ({count} of this actor's {hist_n} past accesses at that hour)"
+        )
+    if name == "hour_role_rarity":
+        p = role.hour_p[hour]
+        return p, 1 / 24, f"at {hour:02d}:00 UTC ({p:.1%} of the role's accesses at that hour)"
+    if name == "weekday_novelty":
+        weekday = (int(event.ts // DAY_S) + 3) % 7
+        count = state.weekdays[weekday]
+        return count, hist_n, (
+            f"on a {_WEEKDAYS[weekday]} ({count} of this actor's {hist_n} past accesses)"
+        )
+    if name == "new_ip":
+        return 1.0, 0.0, f"from an IP never seen for this actor ({event.source_ip})"
+    if name == "new_device":
+        return 1.0, 0.0, f"from a device never seen for this actor ({event.device_id})"
+    raise KeyError(name)
+
+
+def explain(
+    event: AccessEvent,
+    state: ActorState,
+    role: RoleProfile,
+    attribution: np.ndarray,
+    attribution_baseline: np.ndarray,
+    top_k: int = 3,
+) -> list[Reason]:
+    """Top ``top_k`` features by attribution above their training mean, phrased."""
+    excess = np.asarray(attribution) - np.asarray(attribution_baseline)
+    order = np.argsort(-excess, kind="stable")
+    reasons: list[Reason] = []
+    seen_texts: set[str] = set()
+    for index in order:
+        if len(reasons) >= top_k:
+            break
+        if excess[index] <= 0 and reasons:
+            break
+        name = FEATURE_NAMES[int(index)]
+        observed, expected, text = _describe(name, event, state, role)
+        if text in seen_texts:
+            continue
+        seen_texts.add(text)
+        reasons.append(Reason(name, float(observed), float(expected), float(excess[index]), text))
+    return reasons
+
+
+def summarise(event: AccessEvent, reasons: list[Reason], warming_up: bool) -> str:
+    """One plain sentence for the analyst.
+
+    >>> from models.events import AccessEvent
+    >>> e = AccessEvent("e1", "2026-01-05T02:00:00Z", 0.0, "alice", "export", "customer_contact",
+    ...                 actor_role="customer_support")
+    >>> summarise(e, [Reason("no_ticket", 1, 0, 0.1, "export on customer_contact without a ticket")], False)
+    'customer_support alice: export on customer_contact without a ticket.'
+    """
+    who = f"{event.actor_role} {event.actor_id}"
+    body = "; ".join(reason.text for reason in reasons) or f"unusual {event.action} on {event.resource_type}"
+    suffix = " (little history for this actor yet: low confidence)" if warming_up else ""
+    return f"{who}: {body}{suffix}."

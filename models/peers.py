@@ -1,0 +1,139 @@
+"""Peer baselines: what is normal for each ``actor_role``, learned once at training time.
+
+The profiles are frozen into the model artifact, so the stream and an offline replay see the
+same peer baseline and therefore compute the same features (a live per-role aggregate would
+need a cross-partition shuffle and would make replays non-reproducible).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+from models.events import AccessEvent
+
+__all__ = ["RoleProfile", "PeerBaseline", "build_peer_baseline", "GLOBAL_ROLE"]
+
+GLOBAL_ROLE = "*"
+PROBABILITY_FLOOR = 1e-4
+_DAY_S = 86400
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    mid = len(ordered) // 2
+    if len(ordered) % 2:
+        return float(ordered[mid])
+    return (ordered[mid - 1] + ordered[mid]) / 2.0
+
+
+@dataclass(slots=True)
+class RoleProfile:
+    """Access mix and daily volume of one role (probabilities sum to about 1)."""
+
+    actors: int
+    action_p: dict[str, float]
+    resource_type_p: dict[str, float]
+    hour_p: list[float]
+    weekday_p: list[float]
+    median_day_events: float
+    median_day_records: float
+    no_ticket_share: float
+
+    def action_probability(self, action: str) -> float:
+        return self.action_p.get(action, PROBABILITY_FLOOR)
+
+    def resource_type_probability(self, resource_type: str) -> float:
+        return self.resource_type_p.get(resource_type, PROBABILITY_FLOOR)
+
+
+@dataclass(slots=True)
+class PeerBaseline:
+    """Role profiles plus a global profile for roles never seen in training."""
+
+    roles: dict[str, RoleProfile]
+
+    def profile(self, role: str) -> RoleProfile:
+        found = self.roles.get(role)
+        return found if found is not None else self.roles[GLOBAL_ROLE]
+
+    def to_json(self) -> dict:
+        return {role: asdict(profile) for role, profile in sorted(self.roles.items())}
+
+    @classmethod
+    def from_json(cls, data: dict) -> PeerBaseline:
+        return cls(roles={role: RoleProfile(**profile) for role, profile in data.items()})
+
+
+def _distribution(counts: Counter, smoothing: float = 0.5) -> dict[str, float]:
+    total = sum(counts.values()) + smoothing * len(counts)
+    return {key: (count + smoothing) / total for key, count in sorted(counts.items())}
+
+
+def _histogram(counts: list[int], smoothing: float = 1.0) -> list[float]:
+    total = sum(counts) + smoothing * len(counts)
+    return [(c + smoothing) / total for c in counts]
+
+
+def build_peer_baseline(events: Iterable[AccessEvent]) -> PeerBaseline:
+    """Aggregate training events into one profile per role plus a global one.
+
+    >>> from models.events import parse_event
+    >>> raw = (b'{"event_id":"%d","timestamp":"2026-01-05T09:00:00Z","actor_id":"a",'
+    ...        b'"actor_role":"support","action":"view","resource_type":"review"}')
+    >>> peers = build_peer_baseline(parse_event(raw % i) for i in range(4))
+    >>> round(peers.profile("support").action_p["view"], 3), peers.profile("support").actors
+    (1.0, 1)
+    """
+    actions: dict[str, Counter] = defaultdict(Counter)
+    resource_types: dict[str, Counter] = defaultdict(Counter)
+    hours: dict[str, list[int]] = defaultdict(lambda: [0] * 24)
+    weekdays: dict[str, list[int]] = defaultdict(lambda: [0] * 7)
+    no_ticket: Counter = Counter()
+    totals: Counter = Counter()
+    actor_day_events: Counter = Counter()
+    actor_day_records: Counter = Counter()
+    actor_roles: dict[str, str] = {}
+
+    for event in events:
+        for role in (event.actor_role, GLOBAL_ROLE):
+            actions[role][event.action] += 1
+            resource_types[role][event.resource_type] += 1
+            hours[role][(int(event.ts) % _DAY_S) // 3600] += 1
+            weekdays[role][(int(event.ts // _DAY_S) + 3) % 7] += 1
+            totals[role] += 1
+            if not event.ticket_id:
+                no_ticket[role] += 1
+        day_key = (event.actor_id, event.actor_role, int(event.ts // _DAY_S))
+        actor_day_events[day_key] += 1
+        actor_day_records[day_key] += event.record_count
+        actor_roles[event.actor_id] = event.actor_role
+
+    day_events_by_role: dict[str, list[float]] = defaultdict(list)
+    day_records_by_role: dict[str, list[float]] = defaultdict(list)
+    for day_key, count in actor_day_events.items():
+        records = actor_day_records[day_key]
+        for key in (day_key[1], GLOBAL_ROLE):
+            day_events_by_role[key].append(count)
+            day_records_by_role[key].append(records)
+    actor_counts = Counter(actor_roles.values())
+    actor_counts[GLOBAL_ROLE] = len(actor_roles)
+
+    roles = {}
+    for role in totals:
+        roles[role] = RoleProfile(
+            actors=actor_counts[role],
+            action_p=_distribution(actions[role]),
+            resource_type_p=_distribution(resource_types[role]),
+            hour_p=_histogram(hours[role]),
+            weekday_p=_histogram(weekdays[role]),
+            median_day_events=_median(day_events_by_role[role]),
+            median_day_records=_median(day_records_by_role[role]),
+            no_ticket_share=no_ticket[role] / totals[role],
+        )
+    if GLOBAL_ROLE not in roles:
+        roles[GLOBAL_ROLE] = RoleProfile(0, {}, {}, [1 / 24] * 24, [1 / 7] * 7, 0.0, 0.0, 0.0)
+    return PeerBaseline(roles=roles)

@@ -1,0 +1,297 @@
+"""Per-actor behavioural state in event time, and the deterministic rules that update it.
+
+The state is bounded (fixed-size windows, capped dictionaries and sets) so that millions of
+actors fit in a RocksDB-backed Faust table; :func:`state_to_bytes` is lossless, so a replay
+that serialises between batches computes exactly what one that never serialises computes.
+
+Two kinds of memory live here:
+
+* **windows** (10 min, 1 h, 24 h): exponentially decayed sums of events, records, first-seen
+  resources, no-ticket accesses and denied accesses. Every event feeds them, flagged or not,
+  because an ongoing burst must keep counting.
+* **baseline**: what is normal for this actor: hour-of-day and day-of-week histograms,
+  action and resource-type counts, known IPs and devices, typical daily volume. Only events
+  that were *not* flagged feed it, so an insider cannot teach the model that the attack is
+  normal.
+
+Decayed windows instead of bucketed ones: O(1) memory, exact for late events inside the
+lateness bound (a late event is added with the decay it would have had), and cheap to update.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, field
+
+import orjson
+
+from models.events import AccessEvent
+
+__all__ = [
+    "ActorState",
+    "WINDOW_TAUS_S",
+    "W_EVENTS",
+    "W_RECORDS",
+    "W_NEW_RESOURCES",
+    "W_NO_TICKET",
+    "W_DENIED",
+    "LATENESS_S",
+    "new_state",
+    "advance_windows",
+    "absorb_into_baseline",
+    "window_value",
+    "state_to_bytes",
+    "state_from_bytes",
+    "stable_hash",
+]
+
+WINDOW_TAUS_S = (600.0, 3600.0, 86400.0)
+W_EVENTS, W_RECORDS, W_NEW_RESOURCES, W_NO_TICKET, W_DENIED = range(5)
+_N_QUANTITIES = 5
+LATENESS_S = 3600.0
+DAY_S = 86400
+DAILY_EWMA_ALPHA = 0.2
+MAX_ACTIONS = 10
+MAX_RESOURCE_TYPES = 14
+MAX_IPS = 6
+MAX_DEVICES = 4
+RECENT_RESOURCES = 24
+HISTOGRAM_HALVING_AT = 4096
+OTHER = "~other"
+STATE_FORMAT = 1
+
+
+def stable_hash(text: str) -> int:
+    """32-bit hash that is the same in every process (Python's ``hash`` is salted).
+
+    >>> stable_hash("customer-42")
+    1439384357
+    """
+    return zlib.crc32(text.encode("utf-8"))
+
+
+@dataclass(slots=True)
+class ActorState:
+    """Everything insiderwatch remembers about one actor. See the module docstring."""
+
+    first_ts: float
+    last_ts: float
+    n_seen: int = 0
+    win_ts: float = 0.0
+    win: list[float] = field(default_factory=lambda: [0.0] * (3 * _N_QUANTITIES))
+    day: int = 0
+    day_events: int = 0
+    day_clean_events: int = 0
+    day_clean_records: int = 0
+    active_days: int = 0
+    ewma_day_events: float = 0.0
+    ewma_day_records: float = 0.0
+    hist_n: int = 0
+    no_ticket_n: int = 0
+    actions: dict[str, int] = field(default_factory=dict)
+    resource_types: dict[str, int] = field(default_factory=dict)
+    hours: list[int] = field(default_factory=lambda: [0] * 24)
+    weekdays: list[int] = field(default_factory=lambda: [0] * 7)
+    ips: list[list[int]] = field(default_factory=list)
+    devices: list[list[int]] = field(default_factory=list)
+    recent_resources: list[int] = field(default_factory=list)
+    role: str = "unknown"
+    incident: list | None = None
+
+
+def new_state(event: AccessEvent) -> ActorState:
+    """Empty state for an actor first seen at ``event``."""
+    return ActorState(
+        first_ts=event.ts,
+        last_ts=event.ts,
+        win_ts=event.ts,
+        day=int(event.ts // DAY_S),
+        role=event.actor_role,
+    )
+
+
+def window_value(state: ActorState, tau_index: int, quantity: int) -> float:
+    """Decayed sum of ``quantity`` over window ``tau_index``, as of ``state.win_ts``."""
+    return state.win[tau_index * _N_QUANTITIES + quantity]
+
+
+def _roll_day(state: ActorState, day: int) -> None:
+    """Close the current day into the daily-volume baseline and start ``day``."""
+    if state.day_clean_events > 0:
+        state.active_days += 1
+        if state.active_days == 1:
+            state.ewma_day_events = float(state.day_clean_events)
+            state.ewma_day_records = float(state.day_clean_records)
+        else:
+            a = DAILY_EWMA_ALPHA
+            state.ewma_day_events += a * (state.day_clean_events - state.ewma_day_events)
+            state.ewma_day_records += a * (state.day_clean_records - state.ewma_day_records)
+    state.day = day
+    state.day_events = 0
+    state.day_clean_events = 0
+    state.day_clean_records = 0
+
+
+def advance_windows(state: ActorState, event: AccessEvent) -> tuple[bool, bool]:
+    """Add ``event`` to the decayed windows; return ``(is_late, is_new_resource)``.
+
+    An event older than ``win_ts - LATENESS_S`` is late: it is still scored but does not
+    change the windows.
+
+    >>> from models.events import parse_event
+    >>> e = parse_event(b'{"event_id":"1","timestamp":"2026-01-05T09:00:00Z","actor_id":"a",'
+    ...                 b'"action":"view","resource_type":"review","record_count":3}')
+    >>> s = new_state(e)
+    >>> advance_windows(s, e)
+    (False, False)
+    >>> window_value(s, 1, W_RECORDS)
+    3.0
+    """
+    ts = event.ts
+    if ts < state.win_ts - LATENESS_S:
+        return True, False
+    resource_key = event.resource_id or event.resource_type
+    resource_hash = stable_hash(event.resource_type + "/" + resource_key)
+    recent = state.recent_resources
+    is_new_resource = resource_hash not in recent
+    if is_new_resource:
+        recent.append(resource_hash)
+        if len(recent) > RECENT_RESOURCES:
+            del recent[0]
+    else:
+        recent.remove(resource_hash)
+        recent.append(resource_hash)
+
+    increments = (
+        1.0,
+        float(event.record_count),
+        1.0 if is_new_resource and state.n_seen > 0 else 0.0,
+        0.0 if event.ticket_id else 1.0,
+        0.0 if event.outcome == "success" else 1.0,
+    )
+    win = state.win
+    dt = ts - state.win_ts
+    for t_index, tau in enumerate(WINDOW_TAUS_S):
+        base = t_index * _N_QUANTITIES
+        if dt >= 0:
+            decay = math.exp(-dt / tau)
+            for q in range(_N_QUANTITIES):
+                win[base + q] = win[base + q] * decay + increments[q]
+        else:
+            # Late but inside the bound: add with the decay it would have had by now.
+            weight = math.exp(dt / tau)
+            for q in range(_N_QUANTITIES):
+                win[base + q] += increments[q] * weight
+    if dt > 0:
+        state.win_ts = ts
+    day = int(ts // DAY_S)
+    if day > state.day:
+        _roll_day(state, day)
+    if day == state.day:
+        state.day_events += 1
+    state.n_seen += 1
+    if ts > state.last_ts:
+        state.last_ts = ts
+    return False, is_new_resource
+
+
+def _bump(counts: dict[str, int], key: str, cap: int) -> None:
+    if key in counts:
+        counts[key] += 1
+    elif len(counts) < cap:
+        counts[key] = 1
+    else:
+        counts[OTHER] = counts.get(OTHER, 0) + 1
+
+
+def _remember(known: list[list[int]], value_hash: int, ts: int, cap: int) -> None:
+    for entry in known:
+        if entry[0] == value_hash:
+            entry[1] = ts
+            return
+    known.append([value_hash, ts])
+    if len(known) > cap:
+        known.remove(min(known, key=lambda e: e[1]))
+
+
+def is_known(known: list[list[int]], value: str | None) -> bool:
+    """Whether ``value`` (an IP or device) is among the actor's remembered ones."""
+    if value is None:
+        return True
+    value_hash = stable_hash(value)
+    return any(entry[0] == value_hash for entry in known)
+
+
+def absorb_into_baseline(state: ActorState, event: AccessEvent) -> None:
+    """Teach the actor's baseline that ``event`` is normal (call only for unflagged events)."""
+    state.hist_n += 1
+    _bump(state.actions, event.action, MAX_ACTIONS)
+    _bump(state.resource_types, event.resource_type, MAX_RESOURCE_TYPES)
+    seconds_of_day = int(event.ts) % DAY_S
+    state.hours[seconds_of_day // 3600] += 1
+    # 1970-01-01 was a Thursday: shift so that 0 = Monday.
+    state.weekdays[(int(event.ts // DAY_S) + 3) % 7] += 1
+    if not event.ticket_id:
+        state.no_ticket_n += 1
+    seen_at = int(event.ts)
+    if event.source_ip is not None:
+        _remember(state.ips, stable_hash(event.source_ip), seen_at, MAX_IPS)
+    if event.device_id is not None:
+        _remember(state.devices, stable_hash(event.device_id), seen_at, MAX_DEVICES)
+    if int(event.ts // DAY_S) == state.day:
+        state.day_clean_events += 1
+        state.day_clean_records += event.record_count
+    state.role = event.actor_role
+    if state.hist_n >= HISTOGRAM_HALVING_AT:
+        _halve(state)
+
+
+def _halve(state: ActorState) -> None:
+    """Halve the histograms so they stay bounded and slowly forget (deterministic)."""
+    state.hist_n //= 2
+    state.no_ticket_n //= 2
+    state.hours = [h // 2 for h in state.hours]
+    state.weekdays = [d // 2 for d in state.weekdays]
+    state.actions = {k: v // 2 for k, v in state.actions.items() if v // 2 > 0}
+    state.resource_types = {k: v // 2 for k, v in state.resource_types.items() if v // 2 > 0}
+
+
+def state_to_bytes(state: ActorState) -> bytes:
+    """Lossless compact encoding (JSON array; floats round-trip exactly)."""
+    return orjson.dumps(
+        [
+            STATE_FORMAT,
+            state.first_ts,
+            state.last_ts,
+            state.n_seen,
+            state.win_ts,
+            state.win,
+            state.day,
+            state.day_events,
+            state.day_clean_events,
+            state.day_clean_records,
+            state.active_days,
+            state.ewma_day_events,
+            state.ewma_day_records,
+            state.hist_n,
+            state.no_ticket_n,
+            state.actions,
+            state.resource_types,
+            state.hours,
+            state.weekdays,
+            state.ips,
+            state.devices,
+            state.recent_resources,
+            state.role,
+            state.incident,
+        ]
+    )
+
+
+def state_from_bytes(data: bytes) -> ActorState:
+    """Inverse of :func:`state_to_bytes`."""
+    values = orjson.loads(data)
+    if values[0] != STATE_FORMAT:
+        raise ValueError(f"unknown actor state format {values[0]!r}")
+    return ActorState(*values[1:])

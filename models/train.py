@@ -1,0 +1,167 @@
+"""Training: replay history through the shared state/feature code, fit, calibrate, export.
+
+The threshold is calibrated to an **alert budget** (incidents per 1,000 actor-days) on the
+training replay, not to a contamination constant: the SOC says how many incidents it can
+triage, and the threshold is the lowest score that keeps the replay within that budget.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from sklearn.ensemble import IsolationForest
+
+from models.artifact import save_model
+from models.detector import observe, rfc3339
+from models.events import AccessEvent
+from models.features import FEATURE_NAMES, FEATURES
+from models.forest import export_forest, path_attribution, score
+from models.incidents import IncidentSettings
+from models.peers import PeerBaseline, build_peer_baseline
+from models.state import DAY_S, ActorState, absorb_into_baseline
+
+__all__ = ["featurize_history", "count_incidents", "calibrate_threshold", "train_model"]
+
+DEFAULT_ALERT_BUDGET = 2.0  # incidents per 1,000 actor-days
+SCORE_QUANTILES = (0.5, 0.9, 0.99, 0.999, 0.9999)
+
+
+def featurize_history(events: Sequence[AccessEvent], peers: PeerBaseline) -> np.ndarray:
+    """Feature matrix of a history replay (every event feeds the baseline: no model yet)."""
+    states: dict[str, ActorState] = {}
+    rows = []
+    for event in events:
+        state, _, row = observe(event, states, peers)
+        absorb_into_baseline(state, event)
+        rows.append(row)
+    return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURE_NAMES))
+
+
+def count_incidents(
+    actor_codes: np.ndarray, ts: np.ndarray, flagged: np.ndarray, settings: IncidentSettings
+) -> int:
+    """Incidents that :mod:`models.incidents` would open for the flagged events.
+
+    >>> count_incidents(np.array([0, 0, 0, 1]), np.array([0., 60., 9000., 5.]),
+    ...                 np.array([True, True, True, True]), IncidentSettings(gap_s=3600))
+    3
+    """
+    index = np.flatnonzero(flagged)
+    if index.size == 0:
+        return 0
+    order = index[np.lexsort((ts[index], actor_codes[index]))]
+    incidents = 0
+    current_actor = None
+    first = last = 0.0
+    for i in order:
+        actor, t = actor_codes[i], ts[i]
+        if actor != current_actor or t - last > settings.gap_s or t - first > settings.max_duration_s:
+            incidents += 1
+            current_actor, first = actor, t
+        last = t
+    return incidents
+
+
+def calibrate_threshold(
+    scores: np.ndarray,
+    actor_codes: np.ndarray,
+    ts: np.ndarray,
+    allowed_incidents: float,
+    settings: IncidentSettings,
+) -> float:
+    """Lowest score threshold whose replay opens at most ``allowed_incidents`` incidents."""
+    candidates = np.unique(scores)[::-1]  # descending
+    # Only the top tail can matter; cap the search to keep training fast on big histories.
+    limit = min(candidates.size, max(2000, int(allowed_incidents * 200)))
+    candidates = candidates[:limit]
+    lo, hi = 0, candidates.size - 1  # find the largest index still within budget
+    best = 0
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        n = count_incidents(actor_codes, ts, scores >= candidates[mid], settings)
+        if n <= allowed_incidents:
+            best = mid
+            lo = mid + 1
+        else:
+            hi = mid - 1
+    return float(candidates[best])
+
+
+def train_model(
+    events: Sequence[AccessEvent],
+    model_dir: str | Path,
+    *,
+    alert_budget: float = DEFAULT_ALERT_BUDGET,
+    n_estimators: int = 100,
+    max_samples: int = 256,
+    seed: int = 0,
+    incident: IncidentSettings | None = None,
+    model_version: str | None = None,
+    warmup_days: float = 7.0,
+) -> dict:
+    """Fit and export a model from ``events`` (in event-time order). Returns the manifest."""
+    if len(events) < 100:
+        raise ValueError(f"need at least 100 valid events to train, got {len(events)}")
+    incident = incident or IncidentSettings()
+    peers = build_peer_baseline(events)
+    x_all = featurize_history(events, peers)
+    ts_all = np.fromiter((e.ts for e in events), dtype=np.float64, count=len(events))
+    # Every actor starts cold at the start of a history replay, which never happens live;
+    # fit and calibrate on the part after the warm-up, when baselines have formed.
+    warm = ts_all >= ts_all.min() + warmup_days * DAY_S
+    if warm.sum() < max(1000, len(events) // 4):
+        warm = np.ones(len(events), dtype=bool)
+    kept = [e for e, keep in zip(events, warm, strict=True) if keep]
+    x, ts = x_all[warm], ts_all[warm]
+    forest = IsolationForest(
+        n_estimators=n_estimators, max_samples=min(max_samples, len(kept)), random_state=seed
+    ).fit(x.astype(np.float32))
+    arrays = export_forest(forest)
+    train_scores = score(arrays, x)
+
+    actors = sorted({e.actor_id for e in kept})
+    code_of = {actor: code for code, actor in enumerate(actors)}
+    actor_codes = np.fromiter((code_of[e.actor_id] for e in kept), dtype=np.int64, count=len(kept))
+    actor_days = len({(e.actor_id, int(e.ts // DAY_S)) for e in kept})
+    allowed = alert_budget * actor_days / 1000.0
+    threshold = calibrate_threshold(train_scores, actor_codes, ts, allowed, incident)
+
+    tail = np.sort(train_scores[train_scores >= threshold])
+    def _cut(fraction: float) -> float:
+        if tail.size == 0:
+            return threshold
+        return float(max(threshold, tail[min(tail.size - 1, int(tail.size * (1 - fraction)))]))
+    severity = {"medium": _cut(0.5), "high": _cut(0.15), "critical": _cut(0.03)}
+
+    rng = np.random.default_rng(seed)
+    sample = x[rng.choice(len(x), size=min(5000, len(x)), replace=False)]
+    attribution_baseline = path_attribution(arrays, sample).mean(axis=0)
+
+    digest = hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in arrays.as_dict().values()))
+    window_end = float(ts.max())
+    version = model_version or f"{rfc3339(window_end)[:10].replace('-', '')}-{digest.hexdigest()[:8]}"
+    manifest = {
+        "model_version": version,
+        "feature_names": list(FEATURE_NAMES),
+        "features": [asdict(f) for f in FEATURES],
+        "training_window": {"start": rfc3339(float(ts_all.min())), "end": rfc3339(window_end)},
+        "event_count": len(events),
+        "calibration_window": {"start": rfc3339(float(ts.min())), "end": rfc3339(window_end)},
+        "calibration_event_count": len(kept),
+        "actor_count": len(actors),
+        "actor_days": actor_days,
+        "alert_budget_per_1000_actor_days": alert_budget,
+        "training_incidents_at_threshold": count_incidents(
+            actor_codes, ts, train_scores >= threshold, incident
+        ),
+        "threshold": threshold,
+        "severity_thresholds": severity,
+        "score_quantiles": {str(q): float(np.quantile(train_scores, q)) for q in SCORE_QUANTILES},
+        "incident": {"gap_s": incident.gap_s, "max_duration_s": incident.max_duration_s},
+        "forest": {"n_estimators": n_estimators, "max_samples": int(forest._max_samples), "seed": seed},
+    }
+    return save_model(model_dir, arrays, attribution_baseline, manifest, peers)
