@@ -1,0 +1,171 @@
+"""The insiderwatch Faust topology: topics, the actor-state table and the scoring agent.
+
+Read top to bottom, this file is the data-flow diagram of ``DESIGN.md``:
+``access-events`` -> [score_access_events] -> ``insiderwatch-alerts`` / ``access-events-dlq``,
+with per-actor state in the changelog-backed ``actor-state`` table. Settings come from
+``INSIDERWATCH_*`` env vars (the ``insiderwatch worker`` command sets them from its flags).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+from aiohttp import web
+
+from models.artifact import load_model
+from models.detector import Detector
+from stream.metrics import WorkerMetrics
+from stream.processing import BatchProcessor, RawMessage
+from stream.settings import Settings
+
+log = logging.getLogger("insiderwatch")
+settings = Settings.load()
+metrics = WorkerMetrics()
+
+app = faust.App(
+    settings.app_id,
+    broker=f"kafka://{settings.broker}",
+    store=settings.store,
+    datadir=settings.data_dir,
+    topic_partitions=settings.topic_partitions,
+    topic_replication_factor=settings.topic_replication,
+    topic_allow_declare=True,
+    topic_disable_leader=True,
+    consumer_auto_offset_reset="earliest",
+    processing_guarantee="at_least_once",
+    producer_acks=-1,
+    broker_commit_every=10_000,
+    broker_commit_interval=1.0,
+    web_enabled=True,
+    web_bind=settings.web_host,
+    web_host=settings.web_host,
+    web_port=settings.web_port,
+    key_serializer="raw",
+    value_serializer="raw",
+)
+
+
+class ActorStateTable(faust.Table):
+    """Table whose writes name their changelog partition explicitly.
+
+    Faust picks the changelog partition from the *current* event, which inside a
+    ``take_events`` batch is the last one, not the one an actor's state belongs to. Writing
+    with :meth:`put` puts each actor's state in the partition its events come from, so the
+    state moves with the partition on rebalance and recovery.
+    """
+
+    _partition_override: int | None = None
+
+    def partition_for_key(self, key: Any) -> int | None:
+        if self._partition_override is not None:
+            return self._partition_override
+        return super().partition_for_key(key)
+
+    def put(self, key: bytes, value: bytes, partition: int) -> None:
+        self._partition_override = partition
+        try:
+            self[key] = value
+        finally:
+            self._partition_override = None
+
+
+events_topic = app.topic(
+    settings.topic_events, key_type=bytes, value_type=bytes, partitions=settings.topic_partitions,
+    key_serializer="raw", value_serializer="raw",
+)
+alerts_topic = app.topic(settings.topic_alerts, key_serializer="raw", value_serializer="raw")
+dlq_topic = app.topic(settings.topic_dlq, key_serializer="raw", value_serializer="raw")
+# Same wiring as app.Table(...), with our table class (app.conf.Table is app-wide).
+actor_state: ActorStateTable = app.tables.add(
+    ActorStateTable(
+        app, name="actor-state", default=None, beacon=app.tables.beacon,
+        partitions=settings.topic_partitions, key_type=bytes, value_type=bytes,
+        help="per-actor behavioural state (models.state), bytes",
+    )
+)
+
+
+class _TableStore:
+    def get(self, key: bytes) -> bytes | None:
+        return actor_state.get(key)
+
+    def put(self, key: bytes, value: bytes, partition: int) -> None:
+        actor_state.put(key, value, partition)
+
+
+async def _send_alert(key: bytes | None, value: bytes) -> object:
+    return await alerts_topic.send(key=key, value=value)
+
+
+async def _send_dlq(key: bytes | None, value: bytes) -> object:
+    return await dlq_topic.send(key=key, value=value)
+
+
+_processor: BatchProcessor | None = None
+
+
+def processor() -> BatchProcessor:
+    """The batch processor, built on first use from the model in ``model.dir``."""
+    global _processor
+    if _processor is None:
+        model = load_model(settings.model_dir)
+        _processor = BatchProcessor(
+            Detector(model, pseudonymize_key=settings.pseudonymize_key.encode() or None),
+            _TableStore(), _send_alert, _send_dlq, metrics, settings.alert_format,
+        )
+    return _processor
+
+
+@app.agent(events_topic)
+async def score_access_events(stream: faust.StreamT) -> None:
+    """Micro-batch the input, score each batch, emit alerts; offsets advance after sends."""
+    batch_processor = processor()
+    async for batch in stream.take_events(settings.batch_max_events, within=settings.batch_max_ms / 1000):
+        messages = [
+            RawMessage(e.message.key, e.message.value, e.message.topic, e.message.partition,
+                       e.message.offset, int(e.message.timestamp * 1000) if e.message.timestamp else None)
+            for e in batch
+        ]
+        await batch_processor.handle(messages)
+        metrics.actor_states.set(len(actor_state))
+
+
+@app.page("/metrics")
+async def metrics_page(self: Any, request: web.Request) -> web.Response:
+    return web.Response(body=metrics.render(), content_type="text/plain")
+
+
+@app.page("/health")
+async def health_page(self: Any, request: web.Request) -> web.Response:
+    return self.json({"status": "alive"})
+
+
+@app.page("/ready")
+async def ready_page(self: Any, request: web.Request) -> web.Response:
+    assigned = sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == settings.topic_events)
+    ready = _processor is not None and bool(assigned)
+    body = {
+        "ready": ready,
+        "model_version": _processor.detector.model.version if _processor else None,
+        "partitions": assigned,
+    }
+    return self.json(body, status=200 if ready else 503)
+
+
+@app.task
+async def banner() -> None:
+    """Start-up banner: broker, topics, model version (partitions are logged on assignment)."""
+    batch_processor = processor()
+    log.info(
+        "insiderwatch worker: broker=%s events=%s alerts=%s dlq=%s model=%s web=http://%s:%s",
+        settings.broker, settings.topic_events, settings.topic_alerts, settings.topic_dlq,
+        batch_processor.detector.model.version, settings.web_host, settings.web_port,
+    )
+
+
+@app.on_partitions_assigned.connect
+async def on_assigned(sender: Any, assigned: set, **kwargs: Any) -> None:
+    mine = sorted(tp.partition for tp in assigned if tp.topic == settings.topic_events)
+    log.info("insiderwatch worker: assigned %s partitions %s", settings.topic_events, mine)

@@ -1,0 +1,141 @@
+"""One settings object: every knob with its dotted name, env var, default and meaning.
+
+The same name appears everywhere: ``topic.alerts`` is the env var
+``INSIDERWATCH_TOPIC_ALERTS`` and the CLI flag ``--topic-alerts``. Precedence: flag, then
+env var, then default. A bad value raises :class:`SettingsError` with one sentence.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Settings", "SettingsError", "SETTINGS_DOC", "env_name", "flag_name", "REPO_ROOT"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """A configuration value that cannot be used."""
+
+
+# dotted name -> (default, meaning). Order is the order of the README table.
+SETTINGS_DOC: dict[str, tuple[object, str]] = {
+    "broker": ("127.0.0.1:9092", "Kafka bootstrap servers, comma-separated host:port"),
+    "topic.events": ("access-events", "input topic of access events (key = actor_id)"),
+    "topic.alerts": ("insiderwatch-alerts", "output topic of alerts"),
+    "topic.dlq": ("access-events-dlq", "dead-letter topic: events that could not be scored, with reason"),
+    "topic.partitions": (6, "partitions of the events topic (the unit of scale-out)"),
+    "topic.replication": (1, "replication factor for created topics"),
+    "app.id": ("insiderwatch", "consumer group / Faust app id; workers with the same id share the work"),
+    "model.dir": (".local/model", "model artifact directory (manifest.json + model.npz)"),
+    "batch.max.events": (1000, "micro-batch size: events scored together"),
+    "batch.max.ms": (100, "longest wait to fill a micro-batch, in milliseconds"),
+    "store": ("memory://", "Faust table store: memory:// (tests) or rocksdb:// (production)"),
+    "data.dir": (".local/worker", "worker data directory (table stores)"),
+    "web.host": ("127.0.0.1", "bind address of the worker's web server (health, metrics)"),
+    "web.port": (6066, "port of the worker's web server"),
+    "alert.format": ("native", "alert output format: native or ocsf"),
+    "pseudonymize.key": ("", "HMAC key for pseudonymizing resource ids and IPs in alerts (empty = off)"),
+    "kafka.home": (".local/kafka", "local broker: jars, data and logs (git-ignored)"),
+    "kafka.port": (9092, "local broker: client port on 127.0.0.1"),
+    "kafka.controller.port": (9093, "local broker: KRaft controller port on 127.0.0.1"),
+    "kafka.heap.mb": (512, "local broker: JVM heap in MiB"),
+    "log.level": ("info", "log level: debug, info, warning, error"),
+}
+_SECRET = {"pseudonymize.key"}
+
+
+def env_name(name: str) -> str:
+    """``topic.alerts`` -> ``INSIDERWATCH_TOPIC_ALERTS``."""
+    return "INSIDERWATCH_" + name.upper().replace(".", "_")
+
+
+def flag_name(name: str) -> str:
+    """``topic.alerts`` -> ``--topic-alerts``."""
+    return "--" + name.replace(".", "-")
+
+
+def _attr(name: str) -> str:
+    return name.replace(".", "_")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings (see :data:`SETTINGS_DOC` for meanings and defaults)."""
+
+    broker: str
+    topic_events: str
+    topic_alerts: str
+    topic_dlq: str
+    topic_partitions: int
+    topic_replication: int
+    app_id: str
+    model_dir: str
+    batch_max_events: int
+    batch_max_ms: int
+    store: str
+    data_dir: str
+    web_host: str
+    web_port: int
+    alert_format: str
+    pseudonymize_key: str
+    kafka_home: str
+    kafka_port: int
+    kafka_controller_port: int
+    kafka_heap_mb: int
+    log_level: str
+
+    @classmethod
+    def load(cls, overrides: dict[str, object] | None = None, environ: dict | None = None) -> Settings:
+        """Resolve every setting from ``overrides`` (CLI flags), the environment, defaults."""
+        environ = os.environ if environ is None else environ
+        overrides = overrides or {}
+        values: dict[str, object] = {}
+        for name, (default, _) in SETTINGS_DOC.items():
+            raw = overrides.get(name)
+            source = flag_name(name)
+            if raw is None:
+                raw = environ.get(env_name(name))
+                source = env_name(name)
+            if raw is None:
+                values[_attr(name)] = default
+                continue
+            if isinstance(default, int):
+                try:
+                    number = int(str(raw))
+                except ValueError:
+                    raise SettingsError(f"{source} must be an integer, got {raw!r}") from None
+                if number <= 0:
+                    raise SettingsError(f"{source} must be positive, got {number}")
+                values[_attr(name)] = number
+            else:
+                values[_attr(name)] = str(raw)
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.alert_format not in ("native", "ocsf"):
+            raise SettingsError(f"alert.format must be 'native' or 'ocsf', got {self.alert_format!r}")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            raise SettingsError(f"log.level must be debug, info, warning or error, got {self.log_level!r}")
+        if not self.store.startswith(("memory://", "rocksdb://")):
+            raise SettingsError(f"store must be memory:// or rocksdb://, got {self.store!r}")
+        for server in self.broker.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise SettingsError(f"broker must be host:port[,host:port], got {self.broker!r}")
+
+    def as_env(self) -> dict[str, str]:
+        """Environment variables that reproduce these settings in a child process."""
+        return {env_name(n): str(getattr(self, _attr(n))) for n in SETTINGS_DOC}
+
+    def describe(self) -> dict[str, object]:
+        """Settings for logs and banners, with secrets masked."""
+        out: dict[str, object] = {}
+        for name in SETTINGS_DOC:
+            value = getattr(self, _attr(name))
+            out[name] = "***" if name in _SECRET and value else value
+        return out

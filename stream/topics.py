@@ -1,0 +1,61 @@
+"""Create and check the insiderwatch topics through the kafka-python admin client."""
+
+from __future__ import annotations
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from stream.settings import Settings
+
+__all__ = ["create_topics", "missing_topics", "admin_client", "BrokerUnreachable"]
+
+
+class BrokerUnreachable(RuntimeError):
+    """No broker answered at the configured address."""
+
+
+def admin_client(settings: Settings, timeout_ms: int = 5000) -> KafkaAdminClient:
+    try:
+        return KafkaAdminClient(bootstrap_servers=settings.broker.split(","), request_timeout_ms=timeout_ms,
+                                client_id="insiderwatch-admin")
+    except (KafkaError, OSError, ValueError) as exc:
+        raise BrokerUnreachable(f"no Kafka broker answers at {settings.broker} ({exc.__class__.__name__}); "
+                                "start one with 'insiderwatch kafka start' or set INSIDERWATCH_BROKER") from None
+
+
+def _specs(settings: Settings) -> list[NewTopic]:
+    r = settings.topic_replication
+    return [
+        NewTopic(settings.topic_events, settings.topic_partitions, r),
+        NewTopic(settings.topic_alerts, settings.topic_partitions, r),
+        NewTopic(settings.topic_dlq, settings.topic_partitions, r),
+    ]
+
+
+def create_topics(settings: Settings) -> list[str]:
+    """Create the events, alerts and DLQ topics (existing ones are left as they are)."""
+    admin = admin_client(settings)
+    try:
+        existing = set(admin.list_topics())
+        created = []
+        for spec in _specs(settings):
+            if spec.name in existing:
+                continue
+            try:
+                admin.create_topics([spec])
+                created.append(spec.name)
+            except TopicAlreadyExistsError:
+                pass
+        return created
+    finally:
+        admin.close()
+
+
+def missing_topics(settings: Settings) -> list[str]:
+    admin = admin_client(settings)
+    try:
+        existing = set(admin.list_topics())
+    finally:
+        admin.close()
+    return [s.name for s in _specs(settings) if s.name not in existing]
