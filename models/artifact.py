@@ -96,9 +96,13 @@ def load_model(model_dir: str | Path) -> Model:
     directory = Path(model_dir)
     manifest_path = directory / MANIFEST_FILE
     if not directory.is_dir():
-        raise ArtifactError(f"model directory {directory} does not exist; run 'insiderwatch train' first")
+        raise ArtifactError(
+            f"model directory {directory} does not exist; run 'insiderwatch train' first"
+        )
     if not manifest_path.is_file():
-        raise ArtifactError(f"{manifest_path} is missing; this is not an insiderwatch model directory")
+        raise ArtifactError(
+            f"{manifest_path} is missing; this is not an insiderwatch model directory"
+        )
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

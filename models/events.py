@@ -151,9 +151,7 @@ def parse_event(raw: bytes) -> AccessEvent | InvalidEvent:
         else:
             return _bad("wrong_type", "'record_count' must be an integer", "record_count")
     if not 0 <= record_count <= MAX_RECORD_COUNT:
-        return _bad(
-            "bad_value", f"'record_count' must be in 0..{MAX_RECORD_COUNT}", "record_count"
-        )
+        return _bad("bad_value", f"'record_count' must be in 0..{MAX_RECORD_COUNT}", "record_count")
 
     fields = doc.get("fields")
     if fields is None:

@@ -15,7 +15,15 @@ import numpy as np
 from models.events import AccessEvent
 from models.features import FEATURE_NAMES, PRIOR_EVENTS, WORKING_HOURS_PER_DAY, typical_day
 from models.peers import RoleProfile
-from models.state import DAY_S, W_DENIED, W_EVENTS, W_NEW_RESOURCES, W_NO_TICKET, W_RECORDS, ActorState
+from models.state import (
+    DAY_S,
+    W_DENIED,
+    W_EVENTS,
+    W_NEW_RESOURCES,
+    W_NO_TICKET,
+    W_RECORDS,
+    ActorState,
+)
 
 __all__ = ["Reason", "explain", "summarise"]
 
@@ -52,13 +60,19 @@ def _describe(
     """Observed value, expected value and a phrase for feature ``name``."""
     day_typ = typical_day(state, role.median_day_events, state.ewma_day_events)
     hour_typ = day_typ / WORKING_HOURS_PER_DAY
-    records_hour_typ = typical_day(state, role.median_day_records, state.ewma_day_records) / WORKING_HOURS_PER_DAY
+    records_hour_typ = (
+        typical_day(state, role.median_day_records, state.ewma_day_records) / WORKING_HOURS_PER_DAY
+    )
     hist_n = state.hist_n
     events_1h = _w(state, 1, W_EVENTS)
     what = f"{event.action} on {event.resource_type}"
     if name == "log_record_count":
-        return event.record_count, role.median_day_records, (
-            f"{event.record_count} records in one {what} (role's typical day: {role.median_day_records:.0f})"
+        return (
+            event.record_count,
+            role.median_day_records,
+            (
+                f"{event.record_count} records in one {what} (role's typical day: {role.median_day_records:.0f})"
+            ),
         )
     if name == "sensitive_field_count":
         shown = ", ".join(event.fields[:4])
@@ -69,31 +83,47 @@ def _describe(
         value = _w(state, 0, W_EVENTS)
         return value, hour_typ / 6, f"{value:.0f} accesses in ~10 min (usual: {hour_typ / 6:.1f})"
     if name == "events_1h_vs_actor":
-        return events_1h, hour_typ, (
-            f"{events_1h:.0f} accesses in ~1 h (usual for this actor: {hour_typ:.0f} per hour)"
+        return (
+            events_1h,
+            hour_typ,
+            (f"{events_1h:.0f} accesses in ~1 h (usual for this actor: {hour_typ:.0f} per hour)"),
         )
     if name == "records_1h_vs_actor":
         value = _w(state, 1, W_RECORDS)
-        return value, records_hour_typ, (
-            f"{value:.0f} records in ~1 h (usual for this actor: {records_hour_typ:.0f} per hour)"
+        return (
+            value,
+            records_hour_typ,
+            (
+                f"{value:.0f} records in ~1 h (usual for this actor: {records_hour_typ:.0f} per hour)"
+            ),
         )
     if name == "records_24h_vs_role":
         value = _w(state, 2, W_RECORDS)
-        return value, role.median_day_records, (
-            f"{value:.0f} records in ~24 h (role's typical day: {role.median_day_records:.0f})"
+        return (
+            value,
+            role.median_day_records,
+            (f"{value:.0f} records in ~24 h (role's typical day: {role.median_day_records:.0f})"),
         )
     if name in ("new_resources_1h", "new_resources_1h_vs_actor"):
         value = _w(state, 1, W_NEW_RESOURCES)
-        return value, hour_typ, (
-            f"{value:.0f} distinct records (latest: {event.resource_type}) in ~1 h "
-            f"(usual for this actor: {hour_typ:.0f} per hour)"
+        return (
+            value,
+            hour_typ,
+            (
+                f"{value:.0f} distinct records (latest: {event.resource_type}) in ~1 h "
+                f"(usual for this actor: {hour_typ:.0f} per hour)"
+            ),
         )
     if name == "no_ticket_1h_vs_actor":
         value = _w(state, 1, W_NO_TICKET)
         share = (state.no_ticket_n + PRIOR_EVENTS * role.no_ticket_share) / (hist_n + PRIOR_EVENTS)
-        return value, events_1h * share, (
-            f"{value:.0f} of {events_1h:.0f} accesses in ~1 h without a ticket "
-            f"(usual for this actor: {share:.0%} without)"
+        return (
+            value,
+            events_1h * share,
+            (
+                f"{value:.0f} of {events_1h:.0f} accesses in ~1 h without a ticket "
+                f"(usual for this actor: {share:.0%} without)"
+            ),
         )
     if name == "denied_1h":
         value = _w(state, 1, W_DENIED)
@@ -108,8 +138,10 @@ def _describe(
         return count, hist_n, f"'{event.action}' in {count} of this actor's {hist_n} past accesses"
     if name in ("resource_type_novelty", "first_time_resource_type"):
         count = state.resource_types.get(event.resource_type, 0)
-        return count, hist_n, (
-            f"'{event.resource_type}' in {count} of this actor's {hist_n} past accesses"
+        return (
+            count,
+            hist_n,
+            (f"'{event.resource_type}' in {count} of this actor's {hist_n} past accesses"),
         )
     if name == "action_role_rarity":
         p = role.action_probability(event.action)
@@ -120,8 +152,10 @@ def _describe(
     hour = (int(event.ts) % DAY_S) // 3600
     if name == "hour_novelty":
         count = state.hours[hour]
-        return count, hist_n, (
-            f"at {hour:02d}:00 UTC ({count} of this actor's {hist_n} past accesses at that hour)"
+        return (
+            count,
+            hist_n,
+            (f"at {hour:02d}:00 UTC ({count} of this actor's {hist_n} past accesses at that hour)"),
         )
     if name == "hour_role_rarity":
         p = role.hour_p[hour]
@@ -129,8 +163,10 @@ def _describe(
     if name == "weekday_novelty":
         weekday = (int(event.ts // DAY_S) + 3) % 7
         count = state.weekdays[weekday]
-        return count, hist_n, (
-            f"on a {_WEEKDAYS[weekday]} ({count} of this actor's {hist_n} past accesses)"
+        return (
+            count,
+            hist_n,
+            (f"on a {_WEEKDAYS[weekday]} ({count} of this actor's {hist_n} past accesses)"),
         )
     if name == "new_ip":
         return 1.0, 0.0, f"from an IP never seen for this actor ({event.source_ip})"
@@ -176,6 +212,9 @@ def summarise(event: AccessEvent, reasons: list[Reason], warming_up: bool) -> st
     'customer_support alice: export on customer_contact without a ticket.'
     """
     who = f"{event.actor_role} {event.actor_id}"
-    body = "; ".join(reason.text for reason in reasons) or f"unusual {event.action} on {event.resource_type}"
+    body = (
+        "; ".join(reason.text for reason in reasons)
+        or f"unusual {event.action} on {event.resource_type}"
+    )
     suffix = " (little history for this actor yet: low confidence)" if warming_up else ""
     return f"{who}: {body}{suffix}."

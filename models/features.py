@@ -52,12 +52,28 @@ FEATURES: tuple[Feature, ...] = (
     Feature("sensitive_field_count", "fields", "sensitive fields returned (e.g. email, phone)"),
     Feature("no_ticket", "flag", "1 when the access carries no ticket (no justification)"),
     Feature("events_10m", "ln(1+events)", "accesses by the actor in the last ~10 minutes"),
-    Feature("events_1h_vs_actor", "ln ratio", "accesses in the last hour vs. the actor's usual hour"),
-    Feature("records_1h_vs_actor", "ln ratio", "records in the last hour vs. the actor's usual hour"),
-    Feature("records_24h_vs_role", "ln ratio", "records in the last day vs. a typical day of the role"),
-    Feature("new_resources_1h", "ln(1+records)", "distinct, not recently seen records in the last hour"),
-    Feature("new_resources_1h_vs_actor", "ln ratio", "distinct records in the last hour vs. the actor's usual hour"),
-    Feature("no_ticket_1h_vs_actor", "ln ratio", "no-ticket accesses in the last hour vs. the actor's usual share"),
+    Feature(
+        "events_1h_vs_actor", "ln ratio", "accesses in the last hour vs. the actor's usual hour"
+    ),
+    Feature(
+        "records_1h_vs_actor", "ln ratio", "records in the last hour vs. the actor's usual hour"
+    ),
+    Feature(
+        "records_24h_vs_role", "ln ratio", "records in the last day vs. a typical day of the role"
+    ),
+    Feature(
+        "new_resources_1h", "ln(1+records)", "distinct, not recently seen records in the last hour"
+    ),
+    Feature(
+        "new_resources_1h_vs_actor",
+        "ln ratio",
+        "distinct records in the last hour vs. the actor's usual hour",
+    ),
+    Feature(
+        "no_ticket_1h_vs_actor",
+        "ln ratio",
+        "no-ticket accesses in the last hour vs. the actor's usual share",
+    ),
     Feature("denied_1h", "ln(1+events)", "denied or failed accesses in the last hour"),
     Feature("day_events_vs_actor", "ln ratio", "accesses today vs. the actor's typical day"),
     Feature("day_events_vs_role", "ln ratio", "accesses today vs. the role's typical day"),
@@ -70,8 +86,16 @@ FEATURES: tuple[Feature, ...] = (
     Feature("weekday_novelty", "-ln p", "how unusual this day of week is for the actor"),
     Feature("new_ip", "flag", "1 when an established actor uses an IP not seen before"),
     Feature("new_device", "flag", "1 when an established actor uses a device not seen before"),
-    Feature("first_time_action", "flag", "1 when an established actor does this action for the first time"),
-    Feature("first_time_resource_type", "flag", "1 when an established actor first touches this resource type"),
+    Feature(
+        "first_time_action",
+        "flag",
+        "1 when an established actor does this action for the first time",
+    ),
+    Feature(
+        "first_time_resource_type",
+        "flag",
+        "1 when an established actor first touches this resource type",
+    ),
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 

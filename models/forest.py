@@ -108,7 +108,9 @@ def export_forest(forest) -> ForestArrays:
         values.append(np.asarray(value, dtype=np.float64))
         roots.append(offset)
         offset += tree.node_count
-    denominator = float(len(forest.estimators_) * average_path_length(np.array([forest._max_samples]))[0])
+    denominator = float(
+        len(forest.estimators_) * average_path_length(np.array([forest._max_samples]))[0]
+    )
     return ForestArrays.from_dict(
         {
             "left": np.concatenate(lefts),
@@ -131,16 +133,15 @@ def _walk_depths(x, left, right, feature, threshold, node_value, roots, out):  #
         for t in range(roots.shape[0]):
             node = roots[t]
             while left[node] != -1:
-                if x[i, feature[node]] <= threshold[node]:
-                    node = left[node]
-                else:
-                    node = right[node]
+                node = left[node] if x[i, feature[node]] <= threshold[node] else right[node]
             total += node_value[node]
         out[i] = total
 
 
 @njit(cache=True, nogil=True)
-def _walk_attribution(x, left, right, feature, threshold, node_value, roots, out):  # pragma: no cover
+def _walk_attribution(
+    x, left, right, feature, threshold, node_value, roots, out
+):  # pragma: no cover
     """DIFFI-style credit: each split on a row's path credits 1/h(path) to its feature."""
     n_trees = roots.shape[0]
     for i in range(x.shape[0]):
@@ -149,19 +150,13 @@ def _walk_attribution(x, left, right, feature, threshold, node_value, roots, out
             length = 0
             while left[node] != -1:
                 length += 1
-                if x[i, feature[node]] <= threshold[node]:
-                    node = left[node]
-                else:
-                    node = right[node]
+                node = left[node] if x[i, feature[node]] <= threshold[node] else right[node]
             path = node_value[node] + 1.0
             weight = 1.0 / (path * n_trees)
             node = roots[t]
             while left[node] != -1:
                 out[i, feature[node]] += weight
-                if x[i, feature[node]] <= threshold[node]:
-                    node = left[node]
-                else:
-                    node = right[node]
+                node = left[node] if x[i, feature[node]] <= threshold[node] else right[node]
 
 
 def _as_float32(x: np.ndarray, n_features: int) -> np.ndarray:
@@ -187,8 +182,14 @@ def score(forest: ForestArrays, x: np.ndarray) -> np.ndarray:
     x32 = _as_float32(x, forest.n_features)
     depths = np.empty(x32.shape[0], dtype=np.float64)
     _walk_depths(
-        x32, forest.left, forest.right, forest.feature, forest.threshold,
-        forest.node_value, forest.roots, depths,
+        x32,
+        forest.left,
+        forest.right,
+        forest.feature,
+        forest.threshold,
+        forest.node_value,
+        forest.roots,
+        depths,
     )
     if forest.denominator == 0:
         return np.ones_like(depths)
@@ -205,7 +206,13 @@ def path_attribution(forest: ForestArrays, x: np.ndarray) -> np.ndarray:
     x32 = _as_float32(x, forest.n_features)
     out = np.zeros((x32.shape[0], forest.n_features), dtype=np.float64)
     _walk_attribution(
-        x32, forest.left, forest.right, forest.feature, forest.threshold,
-        forest.node_value, forest.roots, out,
+        x32,
+        forest.left,
+        forest.right,
+        forest.feature,
+        forest.threshold,
+        forest.node_value,
+        forest.roots,
+        out,
     )
     return out

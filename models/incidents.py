@@ -42,7 +42,7 @@ def alert_id_for(actor_id: str, first_event_id: str) -> str:
     """Deterministic alert id: the same incident gets the same id on every replay.
 
     >>> alert_id_for("alice", "evt-1")
-    'iw-5d9d1d7a1ad2a40a3bda8f4e5e1b3b0e'
+    'iw-e887e08301be7e80976d2883fe0324de'
     """
     digest = hashlib.sha256(f"{actor_id}\x1f{first_event_id}".encode()).hexdigest()
     return "iw-" + digest[:32]

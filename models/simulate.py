@@ -18,7 +18,14 @@ from datetime import UTC, datetime
 
 import orjson
 
-__all__ = ["Actor", "SimulationConfig", "build_organisation", "simulate", "INSIDER_SCENARIOS", "BENIGN_GROUPS"]
+__all__ = [
+    "Actor",
+    "SimulationConfig",
+    "build_organisation",
+    "simulate",
+    "INSIDER_SCENARIOS",
+    "BENIGN_GROUPS",
+]
 
 DAY_S = 86400
 INSIDER_SCENARIOS = (
@@ -29,58 +36,99 @@ INSIDER_SCENARIOS = (
     "bulk_export_non_analyst",
     "account_takeover",
 )
-BENIGN_GROUPS = ("analyst_ticketed_export", "new_hire", "oncall_night", "role_change", "seasonal_surge")
+BENIGN_GROUPS = (
+    "analyst_ticketed_export",
+    "new_hire",
+    "oncall_night",
+    "role_change",
+    "seasonal_surge",
+)
 
 # role -> (share of staff, events per working day, ticket probability,
 #          [(weight, action, resource_type, fields, (min_records, max_records))])
 ROLE_MIX: dict[str, tuple[float, int, float, list]] = {
-    "customer_support": (0.36, 70, 0.92, [
-        (40, "view", "customer_profile", ["name", "address"], (1, 1)),
-        (30, "view", "order_history", [], (1, 12)),
-        (12, "view", "customer_contact", ["email", "phone"], (1, 1)),
-        (8, "search", "customer_profile", ["name"], (1, 25)),
-        (5, "update", "customer_profile", ["address"], (1, 1)),
-        (5, "view", "review", [], (1, 3)),
-    ]),
-    "seller_support": (0.2, 60, 0.88, [
-        (38, "view", "seller_account", ["name", "status"], (1, 1)),
-        (22, "view", "product_listing", [], (1, 20)),
-        (18, "view", "seller_metrics", ["sales"], (1, 1)),
-        (12, "search", "seller_account", [], (1, 30)),
-        (6, "update", "seller_account", ["contact"], (1, 1)),
-        (4, "view", "review", [], (1, 5)),
-    ]),
-    "trust_safety": (0.1, 45, 0.95, [
-        (38, "view", "review", [], (1, 5)),
-        (10, "update", "review", ["status"], (1, 1)),
-        (4, "delete", "review", [], (1, 1)),
-        (22, "view", "seller_account", ["status"], (1, 1)),
-        (4, "update", "seller_account", ["status"], (1, 1)),
-        (22, "view", "customer_profile", ["name"], (1, 1)),
-    ]),
-    "data_analyst": (0.08, 25, 0.7, [
-        (45, "view", "internal_report", [], (1, 200)),
-        (10, "export", "internal_report", [], (500, 20000)),
-        (20, "view", "seller_metrics", ["sales"], (10, 500)),
-        (15, "search", "order_history", [], (50, 2000)),
-        (10, "view", "product_listing", [], (10, 300)),
-    ]),
-    "engineer": (0.13, 18, 0.45, [
-        (35, "view", "internal_report", [], (1, 20)),
-        (25, "login", "internal_report", [], (1, 1)),
-        (25, "view", "product_listing", [], (1, 50)),
-        (10, "view", "order_history", [], (1, 5)),
-        (5, "search", "product_listing", [], (1, 100)),
-    ]),
-    "manager": (0.05, 10, 0.5, [
-        (55, "view", "internal_report", [], (1, 50)),
-        (30, "view", "seller_metrics", ["sales"], (1, 50)),
-        (15, "export", "internal_report", [], (10, 500)),
-    ]),
-    "service": (0.08, 0, 0.0, [
-        (60, "search", "order_history", [], (50, 300)),
-        (40, "view", "product_listing", [], (100, 500)),
-    ]),
+    "customer_support": (
+        0.36,
+        70,
+        0.92,
+        [
+            (40, "view", "customer_profile", ["name", "address"], (1, 1)),
+            (30, "view", "order_history", [], (1, 12)),
+            (12, "view", "customer_contact", ["email", "phone"], (1, 1)),
+            (8, "search", "customer_profile", ["name"], (1, 25)),
+            (5, "update", "customer_profile", ["address"], (1, 1)),
+            (5, "view", "review", [], (1, 3)),
+        ],
+    ),
+    "seller_support": (
+        0.2,
+        60,
+        0.88,
+        [
+            (38, "view", "seller_account", ["name", "status"], (1, 1)),
+            (22, "view", "product_listing", [], (1, 20)),
+            (18, "view", "seller_metrics", ["sales"], (1, 1)),
+            (12, "search", "seller_account", [], (1, 30)),
+            (6, "update", "seller_account", ["contact"], (1, 1)),
+            (4, "view", "review", [], (1, 5)),
+        ],
+    ),
+    "trust_safety": (
+        0.1,
+        45,
+        0.95,
+        [
+            (38, "view", "review", [], (1, 5)),
+            (10, "update", "review", ["status"], (1, 1)),
+            (4, "delete", "review", [], (1, 1)),
+            (22, "view", "seller_account", ["status"], (1, 1)),
+            (4, "update", "seller_account", ["status"], (1, 1)),
+            (22, "view", "customer_profile", ["name"], (1, 1)),
+        ],
+    ),
+    "data_analyst": (
+        0.08,
+        25,
+        0.7,
+        [
+            (45, "view", "internal_report", [], (1, 200)),
+            (10, "export", "internal_report", [], (500, 20000)),
+            (20, "view", "seller_metrics", ["sales"], (10, 500)),
+            (15, "search", "order_history", [], (50, 2000)),
+            (10, "view", "product_listing", [], (10, 300)),
+        ],
+    ),
+    "engineer": (
+        0.13,
+        18,
+        0.45,
+        [
+            (35, "view", "internal_report", [], (1, 20)),
+            (25, "login", "internal_report", [], (1, 1)),
+            (25, "view", "product_listing", [], (1, 50)),
+            (10, "view", "order_history", [], (1, 5)),
+            (5, "search", "product_listing", [], (1, 100)),
+        ],
+    ),
+    "manager": (
+        0.05,
+        10,
+        0.5,
+        [
+            (55, "view", "internal_report", [], (1, 50)),
+            (30, "view", "seller_metrics", ["sales"], (1, 50)),
+            (15, "export", "internal_report", [], (10, 500)),
+        ],
+    ),
+    "service": (
+        0.08,
+        0,
+        0.0,
+        [
+            (60, "search", "order_history", [], (50, 300)),
+            (40, "view", "product_listing", [], (100, 500)),
+        ],
+    ),
 }
 SERVICE_EVENTS_PER_HOUR = 8
 
@@ -144,8 +192,10 @@ def build_organisation(config: SimulationConfig) -> list[Actor]:
                 team=f"{role}-team-{rng.randrange(1, 6)}",
                 shift_start_h=shift,
                 works_weekends=role == "service" or rng.random() < 0.12,
-                ips=[f"10.{rng.randrange(1, 250)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
-                     for _ in range(rng.choice([1, 1, 2]))],
+                ips=[
+                    f"10.{rng.randrange(1, 250)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+                    for _ in range(rng.choice([1, 1, 2]))
+                ],
                 device=f"dev-{rng.getrandbits(40):010x}",
             )
         )
@@ -170,7 +220,9 @@ def _plan(config: SimulationConfig, actors: list[Actor]) -> _Plan:
 
     def day_hour(actor: Actor, night: bool = False) -> tuple[int, float]:
         day = rng.randrange(first, config.days)
-        while not actor.works_weekends and (day + _weekday0(config)) % 7 >= 5:
+        for _ in range(50):  # prefer a working day; a window of weekend days keeps the last draw
+            if actor.works_weekends or (day + _weekday0(config)) % 7 < 5:
+                break
             day = rng.randrange(first, config.days)
         hour = rng.uniform(1, 4) if night else actor.shift_start_h + rng.uniform(1, 6)
         return day, hour
@@ -192,7 +244,11 @@ def _plan(config: SimulationConfig, actors: list[Actor]) -> _Plan:
             day, hour = day_hour(actor, night=scenario == "account_takeover")
             plan.insiders.append((scenario, actor.actor_id, day, hour))
     for group in ("analyst_ticketed_export", "oncall_night"):
-        roles = ["data_analyst"] if group == "analyst_ticketed_export" else ["engineer", "customer_support"]
+        roles = (
+            ["data_analyst"]
+            if group == "analyst_ticketed_export"
+            else ["engineer", "customer_support"]
+        )
         candidates = [a for r in roles for a in by_role.get(r, [])]
         for _ in range(4 if candidates else 0):
             actor = pick(candidates)
@@ -233,25 +289,53 @@ def _choose(rng: random.Random, mix: list) -> tuple:
 
 def _resource_id(rng: random.Random, resource_type: str) -> str:
     pools = {
-        "customer_profile": ("cust", 300_000), "customer_contact": ("cust", 300_000),
-        "order_history": ("cust", 300_000), "payment_instrument": ("cust", 300_000),
-        "seller_account": ("sell", 30_000), "seller_metrics": ("sell", 30_000),
-        "product_listing": ("prod", 900_000), "review": ("rev", 2_000_000),
+        "customer_profile": ("cust", 300_000),
+        "customer_contact": ("cust", 300_000),
+        "order_history": ("cust", 300_000),
+        "payment_instrument": ("cust", 300_000),
+        "seller_account": ("sell", 30_000),
+        "seller_metrics": ("sell", 30_000),
+        "product_listing": ("prod", 900_000),
+        "review": ("rev", 2_000_000),
         "internal_report": ("rpt", 400),
     }
     prefix, size = pools.get(resource_type, ("res", 10_000))
     return f"{prefix}-{rng.randrange(size)}"
 
 
-def _event(actor: Actor, role: str, ts: float, action: str, resource_type: str, fields: list,
-           records: int, ticket: str | None, ip: str, device: str, resource_id: str,
-           label: str = "normal", scenario: str = "", instance: str = "") -> dict:
+def _event(
+    actor: Actor,
+    role: str,
+    ts: float,
+    action: str,
+    resource_type: str,
+    fields: list,
+    records: int,
+    ticket: str | None,
+    ip: str,
+    device: str,
+    resource_id: str,
+    label: str = "normal",
+    scenario: str = "",
+    instance: str = "",
+) -> dict:
     return {
-        "ts": ts, "actor_id": actor.actor_id, "actor_role": role, "actor_team": actor.team,
-        "action": action, "resource_type": resource_type, "resource_id": resource_id,
-        "record_count": records, "fields": fields, "ticket_id": ticket, "source_ip": ip,
-        "device_id": device, "outcome": "success", "sim_label": label,
-        "sim_scenario": scenario, "sim_instance": instance,
+        "ts": ts,
+        "actor_id": actor.actor_id,
+        "actor_role": role,
+        "actor_team": actor.team,
+        "action": action,
+        "resource_type": resource_type,
+        "resource_id": resource_id,
+        "record_count": records,
+        "fields": fields,
+        "ticket_id": ticket,
+        "source_ip": ip,
+        "device_id": device,
+        "outcome": "success",
+        "sim_label": label,
+        "sim_scenario": scenario,
+        "sim_instance": instance,
     }
 
 
@@ -271,8 +355,21 @@ def _normal_day(config: SimulationConfig, actor: Actor, day: int, surge: bool) -
             for _ in range(SERVICE_EVENTS_PER_HOUR + rng.randrange(-2, 3)):
                 _, action, rtype, fields, (lo, hi) = _choose(rng, mix)
                 ts = base + hour * 3600 + rng.uniform(0, 3600)
-                events.append(_event(actor, role, ts, action, rtype, fields, rng.randint(lo, hi), None,
-                                     actor.ips[0], actor.device, _resource_id(rng, rtype)))
+                events.append(
+                    _event(
+                        actor,
+                        role,
+                        ts,
+                        action,
+                        rtype,
+                        fields,
+                        rng.randint(lo, hi),
+                        None,
+                        actor.ips[0],
+                        actor.device,
+                        _resource_id(rng, rtype),
+                    )
+                )
         return events
     if weekday >= 5 and not actor.works_weekends:
         return []
@@ -298,35 +395,95 @@ def _normal_day(config: SimulationConfig, actor: Actor, day: int, surge: bool) -
                 else:
                     subject = _resource_id(rng, rtype)
             ts = start + k * rng.uniform(20, 240)
-            events.append(_event(actor, role, ts, action, rtype, list(fields), rng.randint(lo, hi),
-                                 ticket, ip, actor.device, subject))
+            events.append(
+                _event(
+                    actor,
+                    role,
+                    ts,
+                    action,
+                    rtype,
+                    list(fields),
+                    rng.randint(lo, hi),
+                    ticket,
+                    ip,
+                    actor.device,
+                    subject,
+                )
+            )
             n += 1
     return events
 
 
-def _insider(config: SimulationConfig, actor: Actor, scenario: str, day: int, hour: float,
-             instance: str) -> list[dict]:
+def _insider(
+    config: SimulationConfig, actor: Actor, scenario: str, day: int, hour: float, instance: str
+) -> list[dict]:
     rng = random.Random(f"ins-{config.seed}-{instance}")
     t0 = config.start_epoch + day * DAY_S + hour * 3600
     ip, device = actor.ips[0], actor.device
     out = []
 
     def add(offset_s, action, rtype, fields, records, resource_id, ticket=None, ip_=None, dev=None):
-        out.append(_event(actor, actor.role, t0 + offset_s, action, rtype, fields, records, ticket,
-                          ip_ or ip, dev or device, resource_id, "insider", scenario, instance))
+        out.append(
+            _event(
+                actor,
+                actor.role,
+                t0 + offset_s,
+                action,
+                rtype,
+                fields,
+                records,
+                ticket,
+                ip_ or ip,
+                dev or device,
+                resource_id,
+                "insider",
+                scenario,
+                instance,
+            )
+        )
 
     if scenario == "reviewer_email_harvest":
         for i in range(rng.randint(150, 400)):
-            add(i * rng.uniform(6, 18), "view", "customer_contact", ["email"], 1, f"cust-{rng.randrange(300_000)}")
+            add(
+                i * rng.uniform(6, 18),
+                "view",
+                "customer_contact",
+                ["email"],
+                1,
+                f"cust-{rng.randrange(300_000)}",
+            )
     elif scenario == "seller_metrics_leak":
         for i in range(rng.randint(40, 120)):
-            add(i * rng.uniform(20, 60), "view", "seller_metrics", ["sales", "revenue"], 1, f"sell-{rng.randrange(30_000)}")
-        add(130 * 60, "export", "seller_metrics", ["sales", "revenue"], rng.randint(200, 2000), "sell-bulk")
+            add(
+                i * rng.uniform(20, 60),
+                "view",
+                "seller_metrics",
+                ["sales", "revenue"],
+                1,
+                f"sell-{rng.randrange(30_000)}",
+            )
+        add(
+            130 * 60,
+            "export",
+            "seller_metrics",
+            ["sales", "revenue"],
+            rng.randint(200, 2000),
+            "sell-bulk",
+        )
     elif scenario == "paid_review_deletion":
         seller = f"sell-{rng.randrange(30_000)}"
         for i in range(rng.randint(10, 25)):
-            add(i * rng.uniform(60, 240), "view", "review", [], 1, f"rev-{rng.randrange(2_000_000)}")
-            add(i * rng.uniform(60, 240) + 30, "delete", "review", [], 1, f"rev-{rng.randrange(2_000_000)}")
+            add(
+                i * rng.uniform(60, 240), "view", "review", [], 1, f"rev-{rng.randrange(2_000_000)}"
+            )
+            add(
+                i * rng.uniform(60, 240) + 30,
+                "delete",
+                "review",
+                [],
+                1,
+                f"rev-{rng.randrange(2_000_000)}",
+            )
         add(5, "view", "seller_account", ["status"], 1, seller)
     elif scenario == "ban_reversal":
         for i in range(rng.randint(3, 8)):
@@ -337,38 +494,82 @@ def _insider(config: SimulationConfig, actor: Actor, scenario: str, day: int, ho
     elif scenario == "bulk_export_non_analyst":
         for i in range(rng.randint(2, 5)):
             rtype = rng.choice(["customer_profile", "order_history", "customer_contact"])
-            add(i * rng.uniform(120, 900), "export", rtype, ["email", "name", "address"],
-                rng.randint(5_000, 60_000), f"{rtype}-bulk")
+            add(
+                i * rng.uniform(120, 900),
+                "export",
+                rtype,
+                ["email", "name", "address"],
+                rng.randint(5_000, 60_000),
+                f"{rtype}-bulk",
+            )
     elif scenario == "account_takeover":
         new_ip = f"203.0.{rng.randrange(256)}.{rng.randrange(1, 255)}"
         new_device = f"dev-{rng.getrandbits(40):010x}"
         for i in range(rng.randint(30, 80)):
             rtype = rng.choice(["customer_contact", "payment_instrument", "customer_profile"])
-            add(i * rng.uniform(15, 90), rng.choice(["view", "view", "search"]), rtype,
+            add(
+                i * rng.uniform(15, 90),
+                rng.choice(["view", "view", "search"]),
+                rtype,
                 ["email", "card_last4"] if rtype != "customer_profile" else ["name"],
-                rng.randint(1, 40), f"cust-{rng.randrange(300_000)}", ip_=new_ip, dev=new_device)
+                rng.randint(1, 40),
+                f"cust-{rng.randrange(300_000)}",
+                ip_=new_ip,
+                dev=new_device,
+            )
     return out
 
 
-def _benign(config: SimulationConfig, actor: Actor, group: str, day: int, hour: float,
-            instance: str) -> list[dict]:
+def _benign(
+    config: SimulationConfig, actor: Actor, group: str, day: int, hour: float, instance: str
+) -> list[dict]:
     rng = random.Random(f"ben-{config.seed}-{instance}")
     t0 = config.start_epoch + day * DAY_S + hour * 3600
     out = []
     if group == "analyst_ticketed_export":
         ticket = f"T-{rng.getrandbits(32):08x}"
         for i in range(rng.randint(2, 4)):
-            out.append(_event(actor, actor.role, t0 + i * 900, "export", rng.choice(["internal_report", "order_history"]),
-                              [], rng.randint(20_000, 100_000), ticket, actor.ips[0], actor.device,
-                              f"rpt-{rng.randrange(400)}", "benign_unusual", group, instance))
+            out.append(
+                _event(
+                    actor,
+                    actor.role,
+                    t0 + i * 900,
+                    "export",
+                    rng.choice(["internal_report", "order_history"]),
+                    [],
+                    rng.randint(20_000, 100_000),
+                    ticket,
+                    actor.ips[0],
+                    actor.device,
+                    f"rpt-{rng.randrange(400)}",
+                    "benign_unusual",
+                    group,
+                    instance,
+                )
+            )
     elif group == "oncall_night":
         ticket = f"INC-{rng.getrandbits(24):06x}"
         _, _, _, mix = ROLE_MIX[actor.role]
         for i in range(rng.randint(20, 50)):
             _, action, rtype, fields, (lo, hi) = _choose(rng, mix)
-            out.append(_event(actor, actor.role, t0 + i * rng.uniform(60, 200), action, rtype, list(fields),
-                              rng.randint(lo, hi), ticket, actor.ips[0], actor.device,
-                              _resource_id(rng, rtype), "benign_unusual", group, instance))
+            out.append(
+                _event(
+                    actor,
+                    actor.role,
+                    t0 + i * rng.uniform(60, 200),
+                    action,
+                    rtype,
+                    list(fields),
+                    rng.randint(lo, hi),
+                    ticket,
+                    actor.ips[0],
+                    actor.device,
+                    _resource_id(rng, rtype),
+                    "benign_unusual",
+                    group,
+                    instance,
+                )
+            )
     return out
 
 
@@ -391,18 +592,28 @@ def simulate(config: SimulationConfig) -> Iterator[dict]:
             label = labels.get((actor.actor_id, day))
             if label is None and actor.start_day and actor.start_day <= day < actor.start_day + 3:
                 label = ("new_hire", f"new_hire#{actor.actor_id}")
-            if label is None and actor.later_role and actor.later_role[0] <= day < actor.later_role[0] + 3:
+            if (
+                label is None
+                and actor.later_role
+                and actor.later_role[0] <= day < actor.later_role[0] + 3
+            ):
                 label = ("role_change", f"role_change#{actor.actor_id}")
             if label is None and surge and actor.role.endswith("support"):
                 label = ("seasonal_surge", f"seasonal_surge#day{min(plan.surge_days)}")
             if label is not None:
                 for e in day_events:
-                    e["sim_label"], e["sim_scenario"], e["sim_instance"] = "benign_unusual", label[0], label[1]
+                    e["sim_label"], e["sim_scenario"], e["sim_instance"] = (
+                        "benign_unusual",
+                        label[0],
+                        label[1],
+                    )
             events.extend(day_events)
     if config.with_scenarios:
         for n, (scenario, actor_id, day, hour) in enumerate(plan.insiders):
             if day in days:
-                events.extend(_insider(config, by_id[actor_id], scenario, day, hour, f"{scenario}#{n}"))
+                events.extend(
+                    _insider(config, by_id[actor_id], scenario, day, hour, f"{scenario}#{n}")
+                )
         for n, (group, actor_id, day, hour) in enumerate(plan.benign):
             if day in days and group in ("analyst_ticketed_export", "oncall_night"):
                 events.extend(_benign(config, by_id[actor_id], group, day, hour, f"{group}#{n}"))
@@ -410,7 +621,11 @@ def simulate(config: SimulationConfig) -> Iterator[dict]:
     seen_ids: dict[str, int] = {}
     for e in events:
         ts = e.pop("ts")
-        e["timestamp"] = datetime.fromtimestamp(round(ts, 3), UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        e["timestamp"] = (
+            datetime.fromtimestamp(round(ts, 3), UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z")
+        )
         # Stable id: same org, seed and time slot give the same id in any day slice.
         event_id = f"ev-{config.seed}-{e['actor_id']}-{int(round(ts * 1000))}"
         repeat = seen_ids.get(event_id, 0)

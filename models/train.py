@@ -59,7 +59,11 @@ def count_incidents(
     first = last = 0.0
     for i in order:
         actor, t = actor_codes[i], ts[i]
-        if actor != current_actor or t - last > settings.gap_s or t - first > settings.max_duration_s:
+        if (
+            actor != current_actor
+            or t - last > settings.gap_s
+            or t - first > settings.max_duration_s
+        ):
             incidents += 1
             current_actor, first = actor, t
         last = t
@@ -131,19 +135,25 @@ def train_model(
     threshold = calibrate_threshold(train_scores, actor_codes, ts, allowed, incident)
 
     tail = np.sort(train_scores[train_scores >= threshold])
+
     def _cut(fraction: float) -> float:
         if tail.size == 0:
             return threshold
         return float(max(threshold, tail[min(tail.size - 1, int(tail.size * (1 - fraction)))]))
+
     severity = {"medium": _cut(0.5), "high": _cut(0.15), "critical": _cut(0.03)}
 
     rng = np.random.default_rng(seed)
     sample = x[rng.choice(len(x), size=min(5000, len(x)), replace=False)]
     attribution_baseline = path_attribution(arrays, sample).mean(axis=0)
 
-    digest = hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in arrays.as_dict().values()))
+    digest = hashlib.sha256(
+        b"".join(np.ascontiguousarray(a).tobytes() for a in arrays.as_dict().values())
+    )
     window_end = float(ts.max())
-    version = model_version or f"{rfc3339(window_end)[:10].replace('-', '')}-{digest.hexdigest()[:8]}"
+    version = (
+        model_version or f"{rfc3339(window_end)[:10].replace('-', '')}-{digest.hexdigest()[:8]}"
+    )
     manifest = {
         "model_version": version,
         "feature_names": list(FEATURE_NAMES),
@@ -162,6 +172,10 @@ def train_model(
         "severity_thresholds": severity,
         "score_quantiles": {str(q): float(np.quantile(train_scores, q)) for q in SCORE_QUANTILES},
         "incident": {"gap_s": incident.gap_s, "max_duration_s": incident.max_duration_s},
-        "forest": {"n_estimators": n_estimators, "max_samples": int(forest._max_samples), "seed": seed},
+        "forest": {
+            "n_estimators": n_estimators,
+            "max_samples": int(forest._max_samples),
+            "seed": seed,
+        },
     }
     return save_model(model_dir, arrays, attribution_baseline, manifest, peers)

@@ -72,16 +72,25 @@ class ActorStateTable(faust.Table):
 
 
 events_topic = app.topic(
-    settings.topic_events, key_type=bytes, value_type=bytes, partitions=settings.topic_partitions,
-    key_serializer="raw", value_serializer="raw",
+    settings.topic_events,
+    key_type=bytes,
+    value_type=bytes,
+    partitions=settings.topic_partitions,
+    key_serializer="raw",
+    value_serializer="raw",
 )
 alerts_topic = app.topic(settings.topic_alerts, key_serializer="raw", value_serializer="raw")
 dlq_topic = app.topic(settings.topic_dlq, key_serializer="raw", value_serializer="raw")
 # Same wiring as app.Table(...), with our table class (app.conf.Table is app-wide).
 actor_state: ActorStateTable = app.tables.add(
     ActorStateTable(
-        app, name="actor-state", default=None, beacon=app.tables.beacon,
-        partitions=settings.topic_partitions, key_type=bytes, value_type=bytes,
+        app,
+        name="actor-state",
+        default=None,
+        beacon=app.tables.beacon,
+        partitions=settings.topic_partitions,
+        key_type=bytes,
+        value_type=bytes,
         help="per-actor behavioural state (models.state), bytes",
     )
 )
@@ -113,7 +122,11 @@ def processor() -> BatchProcessor:
         model = load_model(settings.model_dir)
         _processor = BatchProcessor(
             Detector(model, pseudonymize_key=settings.pseudonymize_key.encode() or None),
-            _TableStore(), _send_alert, _send_dlq, metrics, settings.alert_format,
+            _TableStore(),
+            _send_alert,
+            _send_dlq,
+            metrics,
+            settings.alert_format,
         )
     return _processor
 
@@ -122,10 +135,18 @@ def processor() -> BatchProcessor:
 async def score_access_events(stream: faust.StreamT) -> None:
     """Micro-batch the input, score each batch, emit alerts; offsets advance after sends."""
     batch_processor = processor()
-    async for batch in stream.take_events(settings.batch_max_events, within=settings.batch_max_ms / 1000):
+    async for batch in stream.take_events(
+        settings.batch_max_events, within=settings.batch_max_ms / 1000
+    ):
         messages = [
-            RawMessage(e.message.key, e.message.value, e.message.topic, e.message.partition,
-                       e.message.offset, int(e.message.timestamp * 1000) if e.message.timestamp else None)
+            RawMessage(
+                e.message.key,
+                e.message.value,
+                e.message.topic,
+                e.message.partition,
+                e.message.offset,
+                int(e.message.timestamp * 1000) if e.message.timestamp else None,
+            )
             for e in batch
         ]
         await batch_processor.handle(messages)
@@ -144,7 +165,9 @@ async def health_page(self: Any, request: web.Request) -> web.Response:
 
 @app.page("/ready")
 async def ready_page(self: Any, request: web.Request) -> web.Response:
-    assigned = sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == settings.topic_events)
+    assigned = sorted(
+        tp.partition for tp in app.assignor.assigned_actives() if tp.topic == settings.topic_events
+    )
     ready = _processor is not None and bool(assigned)
     body = {
         "ready": ready,
@@ -160,8 +183,13 @@ async def banner() -> None:
     batch_processor = processor()
     log.info(
         "insiderwatch worker: broker=%s events=%s alerts=%s dlq=%s model=%s web=http://%s:%s",
-        settings.broker, settings.topic_events, settings.topic_alerts, settings.topic_dlq,
-        batch_processor.detector.model.version, settings.web_host, settings.web_port,
+        settings.broker,
+        settings.topic_events,
+        settings.topic_alerts,
+        settings.topic_dlq,
+        batch_processor.detector.model.version,
+        settings.web_host,
+        settings.web_port,
     )
 
 

@@ -97,13 +97,21 @@ class LocalKafka:
             return
         self.libs.mkdir(parents=True, exist_ok=True)
         command = [
-            "mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-            f"-DoutputDirectory={self.libs}", "-DincludeScope=runtime",
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={self.libs}",
+            "-DincludeScope=runtime",
         ]
         try:
             result = subprocess.run(command, capture_output=True, text=True, timeout=900)
         except FileNotFoundError:
-            raise BrokerError("Maven ('mvn') is not installed; it is needed to fetch the Kafka jars") from None
+            raise BrokerError(
+                "Maven ('mvn') is not installed; it is needed to fetch the Kafka jars"
+            ) from None
         if result.returncode != 0:
             tail = (result.stdout + result.stderr).strip().splitlines()[-5:]
             raise BrokerError("Maven could not fetch the Kafka jars: " + " | ".join(tail))
@@ -150,14 +158,28 @@ class LocalKafka:
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         result = subprocess.run(
-            [self._java(), "-cp", self._classpath(),
-             f"-Dlog4j2.configurationFile={self.home / 'log4j2.properties'}",
-             "kafka.tools.StorageTool", "format", "-t", cluster_id,
-             "-c", str(self.config_file), "--ignore-formatted"],
-            capture_output=True, text=True, timeout=120,
+            [
+                self._java(),
+                "-cp",
+                self._classpath(),
+                f"-Dlog4j2.configurationFile={self.home / 'log4j2.properties'}",
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(self.config_file),
+                "--ignore-formatted",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         if result.returncode != 0:
-            raise BrokerError("formatting the Kafka storage failed: " + (result.stderr or result.stdout).strip()[-300:])
+            raise BrokerError(
+                "formatting the Kafka storage failed: "
+                + (result.stderr or result.stdout).strip()[-300:]
+            )
 
     def pid(self) -> int | None:
         """The recorded pid, if that process is alive and is our broker."""
@@ -184,12 +206,16 @@ class LocalKafka:
         """The broker answers a metadata request (a TCP accept alone is not enough)."""
         if not self.accepts_connections():
             return False
-        from kafka import KafkaAdminClient
         from kafka.errors import KafkaError
 
+        from kafka import KafkaAdminClient
+
         try:
-            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=3000,
-                                     client_id="insiderwatch-probe")
+            admin = KafkaAdminClient(
+                bootstrap_servers=self.bootstrap,
+                request_timeout_ms=3000,
+                client_id="insiderwatch-probe",
+            )
         except (KafkaError, OSError, ValueError):
             return False
         try:
@@ -205,7 +231,9 @@ class LocalKafka:
         if self.pid() is not None:
             if self.wait_ready(timeout_s):
                 return f"already running (pid {self.pid()}) on {self.bootstrap}"
-            raise BrokerError(f"broker pid {self.pid()} is running but not answering on {self.bootstrap}")
+            raise BrokerError(
+                f"broker pid {self.pid()} is running but not answering on {self.bootstrap}"
+            )
         if self.accepts_connections():
             raise BrokerError(f"port {self.port} on 127.0.0.1 is already used by another process")
         self.install()
@@ -214,11 +242,21 @@ class LocalKafka:
         self._format_storage()
         stdout = open(self.log_dir / "stdout.log", "ab")  # noqa: SIM115 - owned by the child
         process = subprocess.Popen(
-            [self._java(), f"-Xmx{self.heap_mb}m", f"-Xms{self.heap_mb}m", "-XX:+UseG1GC",
-             "-Djava.awt.headless=true",
-             f"-Dlog4j2.configurationFile={self.home / 'log4j2.properties'}",
-             "-cp", self._classpath(), "kafka.Kafka", str(self.config_file)],
-            stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                self._java(),
+                f"-Xmx{self.heap_mb}m",
+                f"-Xms{self.heap_mb}m",
+                "-XX:+UseG1GC",
+                "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={self.home / 'log4j2.properties'}",
+                "-cp",
+                self._classpath(),
+                "kafka.Kafka",
+                str(self.config_file),
+            ],
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
         stdout.close()

@@ -18,10 +18,27 @@ __all__ = ["main", "build_parser"]
 
 # Settings that never get a CLI flag (secrets come from env vars or files only).
 _NO_FLAG = {"pseudonymize.key"}
-_BROKER_SETTINGS = ("broker", "topic.events", "topic.alerts", "topic.dlq", "topic.partitions", "topic.replication")
+_BROKER_SETTINGS = (
+    "broker",
+    "topic.events",
+    "topic.alerts",
+    "topic.dlq",
+    "topic.partitions",
+    "topic.replication",
+)
 _KAFKA_SETTINGS = ("kafka.home", "kafka.port", "kafka.controller.port", "kafka.heap.mb")
-_WORKER_SETTINGS = _BROKER_SETTINGS + ("app.id", "model.dir", "batch.max.events", "batch.max.ms", "store",
-                                       "data.dir", "web.host", "web.port", "alert.format", "log.level")
+_WORKER_SETTINGS = _BROKER_SETTINGS + (
+    "app.id",
+    "model.dir",
+    "batch.max.events",
+    "batch.max.ms",
+    "store",
+    "data.dir",
+    "web.host",
+    "web.port",
+    "alert.format",
+    "log.level",
+)
 
 
 class UserError(Exception):
@@ -34,12 +51,20 @@ def _add_settings(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> No
         if name in _NO_FLAG:
             continue
         default, meaning = SETTINGS_DOC[name]
-        group.add_argument(flag_name(name), dest="setting:" + name, metavar="VALUE",
-                           help=f"{meaning} (default: {default})")
+        group.add_argument(
+            flag_name(name),
+            dest="setting:" + name,
+            metavar="VALUE",
+            help=f"{meaning} (default: {default})",
+        )
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides = {k.split(":", 1)[1]: v for k, v in vars(args).items() if k.startswith("setting:") and v is not None}
+    overrides = {
+        k.split(":", 1)[1]: v
+        for k, v in vars(args).items()
+        if k.startswith("setting:") and v is not None
+    }
     if getattr(args, "model_dir", None):
         overrides["model.dir"] = args.model_dir
     return Settings.load(overrides)
@@ -52,11 +77,25 @@ def _existing_file(path: str) -> str:
 
 
 def _progress(description: str, total: int | None):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    return Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                    transient=False, disable=not sys.stderr.isatty())
+    return Progress(
+        TextColumn(description),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        transient=False,
+        disable=not sys.stderr.isatty(),
+    )
 
 
 def _count_lines(path: str) -> int:
@@ -66,12 +105,17 @@ def _count_lines(path: str) -> int:
 
 # -- commands -------------------------------------------------------------------------------
 
+
 def cmd_kafka(args: argparse.Namespace) -> int:
     from stream.broker import BrokerError, LocalKafka
 
     s = _settings(args)
-    broker = LocalKafka(Path(s.kafka_home), port=s.kafka_port, controller_port=s.kafka_controller_port,
-                        heap_mb=s.kafka_heap_mb)
+    broker = LocalKafka(
+        Path(s.kafka_home),
+        port=s.kafka_port,
+        controller_port=s.kafka_controller_port,
+        heap_mb=s.kafka_heap_mb,
+    )
     try:
         if args.action == "start":
             started = time.monotonic()
@@ -93,23 +137,34 @@ def cmd_topics(args: argparse.Namespace) -> int:
     s = _settings(args)
     created = create_topics(s)
     names = (s.topic_events, s.topic_alerts, s.topic_dlq)
-    print(f"topics: {', '.join(names)} ready on {s.broker} ({len(created)} created, "
-          f"{s.topic_partitions} partitions each)")
+    print(
+        f"topics: {', '.join(names)} ready on {s.broker} ({len(created)} created, "
+        f"{s.topic_partitions} partitions each)"
+    )
     return 0
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from models.simulate import SimulationConfig, simulate, write_jsonl
 
-    config = SimulationConfig(actors=args.actors, days=args.days, start=args.start, seed=args.seed,
-                              scenarios_from_day=args.scenarios_from_day, start_day=args.from_day,
-                              end_day=args.to_day, with_scenarios=not args.no_scenarios)
+    config = SimulationConfig(
+        actors=args.actors,
+        days=args.days,
+        start=args.start,
+        seed=args.seed,
+        scenarios_from_day=args.scenarios_from_day,
+        start_day=args.from_day,
+        end_day=args.to_day,
+        with_scenarios=not args.no_scenarios,
+    )
     if args.actors < 10 or args.days < 1:
         raise UserError("simulate needs at least 10 actors and 1 day")
     started = time.monotonic()
     count = write_jsonl(simulate(config), args.out)
-    print(f"simulate: wrote {count} events ({args.actors} actors, days {args.from_day}..{args.to_day or args.days}) "
-          f"to {args.out} in {time.monotonic() - started:.1f} s")
+    print(
+        f"simulate: wrote {count} events ({args.actors} actors, days {args.from_day}..{args.to_day or args.days}) "
+        f"to {args.out} in {time.monotonic() - started:.1f} s"
+    )
     return 0
 
 
@@ -137,18 +192,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     events, bad = _load_events(args.events)
     try:
         manifest = train_model(
-            events, args.model_dir, alert_budget=args.alert_budget, n_estimators=args.trees,
-            max_samples=args.max_samples, seed=args.seed, model_version=args.model_version,
-            incident=IncidentSettings(gap_s=args.incident_gap_min * 60.0,
-                                      max_duration_s=args.incident_max_hours * 3600.0),
+            events,
+            args.model_dir,
+            alert_budget=args.alert_budget,
+            n_estimators=args.trees,
+            max_samples=args.max_samples,
+            seed=args.seed,
+            model_version=args.model_version,
+            incident=IncidentSettings(
+                gap_s=args.incident_gap_min * 60.0, max_duration_s=args.incident_max_hours * 3600.0
+            ),
             warmup_days=args.warmup_days,
         )
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    print(f"train: model {manifest['model_version']} from {len(events)} events ({bad} invalid skipped), "
-          f"{manifest['actor_count']} actors, threshold {manifest['threshold']:.4f} "
-          f"({manifest['training_incidents_at_threshold']} incidents in {manifest['actor_days']} actor-days), "
-          f"written to {args.model_dir} in {time.monotonic() - started:.1f} s")
+    print(
+        f"train: model {manifest['model_version']} from {len(events)} events ({bad} invalid skipped), "
+        f"{manifest['actor_count']} actors, threshold {manifest['threshold']:.4f} "
+        f"({manifest['training_incidents_at_threshold']} incidents in {manifest['actor_days']} actor-days), "
+        f"written to {args.model_dir} in {time.monotonic() - started:.1f} s"
+    )
     return 0
 
 
@@ -172,12 +235,20 @@ def cmd_score(args: argparse.Namespace) -> int:
     for path in args.events:
         _existing_file(path)
     started = time.monotonic()
-    result = score_files(detector, args.events, args.out, all_scores_path=args.all_scores,
-                         dlq_path=args.dlq_out, alert_format=s.alert_format)
+    result = score_files(
+        detector,
+        args.events,
+        args.out,
+        all_scores_path=args.all_scores,
+        dlq_path=args.dlq_out,
+        alert_format=s.alert_format,
+    )
     elapsed = time.monotonic() - started
-    print(f"score: {result.events} events: {result.scored} scored, {result.dead_lettered} dead-lettered "
-          f"{dict(sorted(result.reasons.items()))}; {result.incidents} incidents, {result.alerts} alert messages "
-          f"-> {args.out} ({result.events / max(elapsed, 1e-9):,.0f} events/s, model {detector.model.version})")
+    print(
+        f"score: {result.events} events: {result.scored} scored, {result.dead_lettered} dead-lettered "
+        f"{dict(sorted(result.reasons.items()))}; {result.incidents} incidents, {result.alerts} alert messages "
+        f"-> {args.out} ({result.events / max(elapsed, 1e-9):,.0f} events/s, model {detector.model.version})"
+    )
     return 0
 
 
@@ -189,7 +260,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     started = time.monotonic()
     sent = replay_file(s, args.file, rate=args.rate, limit=args.limit)
     elapsed = time.monotonic() - started
-    print(f"replay: {sent} events -> {s.topic_events} on {s.broker} ({sent / max(elapsed, 1e-9):,.0f} events/s)")
+    print(
+        f"replay: {sent} events -> {s.topic_events} on {s.broker} ({sent / max(elapsed, 1e-9):,.0f} events/s)"
+    )
     return 0
 
 
@@ -202,7 +275,9 @@ def cmd_tail(args: argparse.Namespace) -> int:
         severities = frozenset(x.strip() for x in args.severity.split(","))
         unknown = severities - {"low", "medium", "high", "critical"}
         if unknown:
-            raise UserError(f"--severity takes low, medium, high or critical, got {', '.join(sorted(unknown))}")
+            raise UserError(
+                f"--severity takes low, medium, high or critical, got {', '.join(sorted(unknown))}"
+            )
     start = args.start
     if start not in ("beginning", "end"):
         from models.events import parse_timestamp
@@ -210,8 +285,17 @@ def cmd_tail(args: argparse.Namespace) -> int:
         try:
             parse_timestamp(start)
         except ValueError:
-            raise UserError(f"--from takes beginning, end or an RFC 3339 timestamp, got {start!r}") from None
-    tail_alerts(s, start, TailFilter(severities, args.actor, args.role), args.json, args.max, args.idle_timeout)
+            raise UserError(
+                f"--from takes beginning, end or an RFC 3339 timestamp, got {start!r}"
+            ) from None
+    tail_alerts(
+        s,
+        start,
+        TailFilter(severities, args.actor, args.role),
+        args.json,
+        args.max,
+        args.idle_timeout,
+    )
     return 0
 
 
@@ -222,14 +306,28 @@ def cmd_worker(args: argparse.Namespace) -> int:
     detector = _load_detector(s)  # fail fast on a bad model, before Faust starts
     missing = missing_topics(s)
     if missing:
-        raise UserError(f"topic {missing[0]} does not exist on {s.broker}; run 'insiderwatch topics create'")
+        raise UserError(
+            f"topic {missing[0]} does not exist on {s.broker}; run 'insiderwatch topics create'"
+        )
     os.environ.update(s.as_env())
     from stream import app as worker_app
 
     del detector
-    level = {"debug": "debug", "info": "info", "warning": "warn", "error": "error"}[s.log_level.lower()]
-    sys.argv = ["insiderwatch-worker", "worker", "--loglevel", level, "--web-host", s.web_host,
-                "--web-port", str(s.web_port), "--web-bind", s.web_host]
+    level = {"debug": "debug", "info": "info", "warning": "warn", "error": "error"}[
+        s.log_level.lower()
+    ]
+    sys.argv = [
+        "insiderwatch-worker",
+        "worker",
+        "--loglevel",
+        level,
+        "--web-host",
+        s.web_host,
+        "--web-port",
+        str(s.web_port),
+        "--web-bind",
+        s.web_host,
+    ]
     worker_app.app.main()
     return 0
 
@@ -244,10 +342,25 @@ def cmd_model_show(args: argparse.Namespace) -> int:
     except ArtifactError as exc:
         raise UserError(str(exc)) from None
     m = model.manifest
-    view = {k: m[k] for k in ("model_version", "training_window", "calibration_window", "event_count",
-                              "actor_count", "actor_days", "alert_budget_per_1000_actor_days", "threshold",
-                              "severity_thresholds", "score_quantiles", "incident", "forest", "feature_names")
-            if k in m}
+    view = {
+        k: m[k]
+        for k in (
+            "model_version",
+            "training_window",
+            "calibration_window",
+            "event_count",
+            "actor_count",
+            "actor_days",
+            "alert_budget_per_1000_actor_days",
+            "threshold",
+            "severity_thresholds",
+            "score_quantiles",
+            "incident",
+            "forest",
+            "feature_names",
+        )
+        if k in m
+    }
     print(json.dumps(view, indent=2))
     return 0
 
@@ -255,9 +368,16 @@ def cmd_model_show(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from models.evaluate import EvaluationConfig, run_evaluation
 
-    report = run_evaluation(EvaluationConfig(actors=args.actors, history_days=args.history_days,
-                                             scored_days=args.scored_days, seed=args.seed,
-                                             alert_budget=args.alert_budget, out_dir=args.out_dir))
+    report = run_evaluation(
+        EvaluationConfig(
+            actors=args.actors,
+            history_days=args.history_days,
+            scored_days=args.scored_days,
+            seed=args.seed,
+            alert_budget=args.alert_budget,
+            out_dir=args.out_dir,
+        )
+    )
     print(report)
     return 0
 
@@ -270,8 +390,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # -- parser ---------------------------------------------------------------------------------
 
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="insiderwatch", description="Streaming detector of insider data-access anomalies.")
+    parser = argparse.ArgumentParser(
+        prog="insiderwatch", description="Streaming detector of insider data-access anomalies."
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("kafka", help="run the local Apache Kafka broker (KRaft, 127.0.0.1)")
@@ -284,34 +407,59 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings(p, _BROKER_SETTINGS)
     p.set_defaults(func=cmd_topics)
 
-    p = sub.add_parser("simulate", help="write simulated access events (JSONL) with labelled behaviour")
+    p = sub.add_parser(
+        "simulate", help="write simulated access events (JSONL) with labelled behaviour"
+    )
     p.add_argument("--out", required=True, help="output JSONL file")
     p.add_argument("--actors", type=int, default=500)
     p.add_argument("--days", type=int, default=28, help="days in the simulated organisation")
-    p.add_argument("--from-day", type=int, default=0, help="first day to write (slice of the same organisation)")
+    p.add_argument(
+        "--from-day",
+        type=int,
+        default=0,
+        help="first day to write (slice of the same organisation)",
+    )
     p.add_argument("--to-day", type=int, default=None, help="day after the last one to write")
     p.add_argument("--start", default="2026-01-05", help="date of day 0 (UTC)")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--scenarios-from-day", type=int, default=21, help="insider scenarios happen from this day on")
-    p.add_argument("--no-scenarios", action="store_true", help="no insider or benign-unusual scenarios")
+    p.add_argument(
+        "--scenarios-from-day",
+        type=int,
+        default=21,
+        help="insider scenarios happen from this day on",
+    )
+    p.add_argument(
+        "--no-scenarios", action="store_true", help="no insider or benign-unusual scenarios"
+    )
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("train", help="fit and export a model from a history of events")
     p.add_argument("--events", action="append", required=True, help="JSONL history (repeatable)")
     p.add_argument("--model-dir", required=True)
-    p.add_argument("--alert-budget", type=float, default=2.0, help="incidents per 1,000 actor-days (default 2)")
+    p.add_argument(
+        "--alert-budget", type=float, default=2.0, help="incidents per 1,000 actor-days (default 2)"
+    )
     p.add_argument("--trees", type=int, default=100)
     p.add_argument("--max-samples", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--warmup-days", type=float, default=7.0, help="history days used only to build baselines")
-    p.add_argument("--incident-gap-min", type=float, default=120.0, help="an incident closes after this quiet time")
+    p.add_argument(
+        "--warmup-days", type=float, default=7.0, help="history days used only to build baselines"
+    )
+    p.add_argument(
+        "--incident-gap-min",
+        type=float,
+        default=120.0,
+        help="an incident closes after this quiet time",
+    )
     p.add_argument("--incident-max-hours", type=float, default=24.0, help="longest incident")
     p.add_argument("--model-version", default=None)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("score", help="score JSONL files offline through the worker's code")
     p.add_argument("--model-dir", required=True)
-    p.add_argument("--events", action="append", required=True, help="JSONL events (repeatable, in order)")
+    p.add_argument(
+        "--events", action="append", required=True, help="JSONL events (repeatable, in order)"
+    )
     p.add_argument("--out", required=True, help="alerts JSONL")
     p.add_argument("--all-scores", default=None, help="also write every event's score (JSONL)")
     p.add_argument("--dlq-out", default=None, help="also write dead-letter records (JSONL)")
@@ -319,25 +467,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("worker", help="run the Faust scoring worker")
-    p.add_argument("--model-dir", default=None, help="model directory (same as --model-dir setting)")
+    p.add_argument(
+        "--model-dir", default=None, help="model directory (same as --model-dir setting)"
+    )
     _add_settings(p, tuple(n for n in _WORKER_SETTINGS if n != "model.dir"))
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("replay", help="produce a JSONL file to the events topic")
     p.add_argument("file")
-    p.add_argument("--rate", type=float, default=None, help="events per second (default: as fast as possible)")
+    p.add_argument(
+        "--rate", type=float, default=None, help="events per second (default: as fast as possible)"
+    )
     p.add_argument("--limit", type=int, default=None, help="stop after this many events")
     _add_settings(p, _BROKER_SETTINGS)
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("tail", help="show alerts as they arrive")
     p.add_argument("--json", action="store_true", help="one alert JSON per line (for jq)")
-    p.add_argument("--from", dest="start", default="end", help="beginning, end (default) or an RFC 3339 time")
+    p.add_argument(
+        "--from", dest="start", default="end", help="beginning, end (default) or an RFC 3339 time"
+    )
     p.add_argument("--severity", default=None, help="comma-separated severities to show")
     p.add_argument("--actor", default=None)
     p.add_argument("--role", default=None)
     p.add_argument("--max", type=int, default=None, help="exit after this many alerts")
-    p.add_argument("--idle-timeout", type=float, default=None, help="exit after this many quiet seconds")
+    p.add_argument(
+        "--idle-timeout", type=float, default=None, help="exit after this many quiet seconds"
+    )
     _add_settings(p, _BROKER_SETTINGS)
     p.set_defaults(func=cmd_tail)
 
@@ -355,7 +511,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default=".local/evaluate")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("demo", help="the main job: broker, topics, history, model, worker, live traffic, alerts")
+    p = sub.add_parser(
+        "demo", help="the main job: broker, topics, history, model, worker, live traffic, alerts"
+    )
     p.add_argument("--actors", type=int, default=300)
     p.add_argument("--rate", type=float, default=2000.0, help="live traffic, events per second")
     _add_settings(p, _WORKER_SETTINGS + _KAFKA_SETTINGS)
@@ -366,7 +524,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # kafka-python logs every reconnect attempt; the CLI reports failures in one sentence.
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
     from stream.topics import BrokerUnreachable
 
     try:
@@ -377,8 +539,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except OSError as exc:
-        print(f"insiderwatch {args.command}: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
-              file=sys.stderr)
+        print(
+            f"insiderwatch {args.command}: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(
+                ": "
+            ),
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -7,6 +7,7 @@ Ctrl-C stops everything it started (and the broker, if it started it).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -34,18 +35,18 @@ def _reset_topics(settings: Settings) -> None:
     """Start the demo from empty topics and no committed offsets (demo topics only)."""
     admin = admin_client(settings)
     try:
-        names = [settings.topic_events, settings.topic_alerts, settings.topic_dlq,
-                 f"{settings.app_id}-actor-state-changelog"]
+        names = [
+            settings.topic_events,
+            settings.topic_alerts,
+            settings.topic_dlq,
+            f"{settings.app_id}-actor-state-changelog",
+        ]
         existing = [n for n in names if n in set(admin.list_topics())]
         if existing:
-            try:
+            with contextlib.suppress(UnknownTopicOrPartitionError):
                 admin.delete_topics(existing)
-            except UnknownTopicOrPartitionError:
-                pass
-        try:
+        with contextlib.suppress(KafkaError):
             admin.delete_groups([settings.app_id])
-        except KafkaError:
-            pass
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and set(existing) & set(admin.list_topics()):
             time.sleep(0.5)
@@ -60,7 +61,9 @@ def _wait_ready(settings: Settings, worker: subprocess.Popen, timeout_s: float =
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if worker.poll() is not None:
-            raise RuntimeError(f"the worker exited with code {worker.returncode}; see {DEMO_DIR}/worker.log")
+            raise RuntimeError(
+                f"the worker exited with code {worker.returncode}; see {DEMO_DIR}/worker.log"
+            )
         try:
             with urllib.request.urlopen(url, timeout=1) as response:
                 if response.status == 200:
@@ -68,43 +71,63 @@ def _wait_ready(settings: Settings, worker: subprocess.Popen, timeout_s: float =
         except OSError:
             pass
         time.sleep(0.5)
-    raise RuntimeError(f"the worker was not ready within {timeout_s:.0f} s; see {DEMO_DIR}/worker.log")
+    raise RuntimeError(
+        f"the worker was not ready within {timeout_s:.0f} s; see {DEMO_DIR}/worker.log"
+    )
 
 
 def run_demo(settings: Settings, actors: int = 150, rate: float = 2000.0) -> int:
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
     say = lambda text: print(f"demo: {text}", flush=True)  # noqa: E731
-    broker = LocalKafka(Path(settings.kafka_home), port=settings.kafka_port,
-                        controller_port=settings.kafka_controller_port, heap_mb=settings.kafka_heap_mb)
+    broker = LocalKafka(
+        Path(settings.kafka_home),
+        port=settings.kafka_port,
+        controller_port=settings.kafka_controller_port,
+        heap_mb=settings.kafka_heap_mb,
+    )
     started_broker = broker.pid() is None
     say(f"kafka {broker.start()}")
-    settings = dataclasses.replace(settings, broker=broker.bootstrap, model_dir=str(DEMO_DIR / "model"))
+    settings = dataclasses.replace(
+        settings, broker=broker.bootstrap, model_dir=str(DEMO_DIR / "model")
+    )
     _reset_topics(settings)
-    say(f"topics {settings.topic_events}, {settings.topic_alerts}, {settings.topic_dlq} are empty and ready")
+    say(
+        f"topics {settings.topic_events}, {settings.topic_alerts}, {settings.topic_dlq} are empty and ready"
+    )
 
     history, live = DEMO_DIR / f"history-{actors}.jsonl", DEMO_DIR / f"live-{actors}.jsonl"
     cli = [sys.executable, "-m", "stream.cli"]
     if not history.exists() or not live.exists():
         say(f"simulating {actors} employees: 21 days of history and 7 days of live traffic")
         for path, days in ((history, ["--to-day", "21"]), (live, ["--from-day", "21"])):
-            subprocess.run([*cli, "simulate", "--actors", str(actors), "--out", str(path), *days], check=True)
+            subprocess.run(
+                [*cli, "simulate", "--actors", str(actors), "--out", str(path), *days], check=True
+            )
     if not (DEMO_DIR / "model" / "manifest.json").exists():
         say("training the isolation forest on the history")
-        subprocess.run([*cli, "train", "--events", str(history), "--model-dir", str(DEMO_DIR / "model")], check=True)
+        subprocess.run(
+            [*cli, "train", "--events", str(history), "--model-dir", str(DEMO_DIR / "model")],
+            check=True,
+        )
 
     env = {**os.environ, **settings.as_env()}
     log = open(DEMO_DIR / "worker.log", "wb")  # noqa: SIM115
-    worker = subprocess.Popen([*cli, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    worker = subprocess.Popen(
+        [*cli, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     stop = threading.Event()
     try:
         _wait_ready(settings, worker)
-        say(f"worker ready (log: {DEMO_DIR}/worker.log, metrics: http://{settings.web_host}:{settings.web_port}/metrics)")
+        say(
+            f"worker ready (log: {DEMO_DIR}/worker.log, metrics: http://{settings.web_host}:{settings.web_port}/metrics)"
+        )
 
         def produce() -> None:
             try:
                 sent = replay_file(settings, history)
-                say(f"history replayed ({sent} events): baselines are warm; live traffic at {rate:.0f} events/s")
+                say(
+                    f"history replayed ({sent} events): baselines are warm; live traffic at {rate:.0f} events/s"
+                )
                 if not stop.is_set():
                     sent = replay_file(settings, live, rate=rate)
                     say(f"live traffic done ({sent} events); Ctrl-C to stop")
@@ -113,7 +136,9 @@ def run_demo(settings: Settings, actors: int = 150, rate: float = 2000.0) -> int
 
         threading.Thread(target=produce, daemon=True).start()
         say("alerts appear below as they are raised (Ctrl-C stops everything)")
-        tail_alerts(settings, "end", TailFilter(), as_json=False, max_alerts=None, idle_timeout_s=None)
+        tail_alerts(
+            settings, "end", TailFilter(), as_json=False, max_alerts=None, idle_timeout_s=None
+        )
     except KeyboardInterrupt:
         pass
     finally:

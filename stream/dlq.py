@@ -38,7 +38,12 @@ def dead_letter_record(
         "reason": invalid.reason,
         "field": invalid.field,
         "detail": invalid.detail,
-        "source": {"topic": topic, "partition": partition, "offset": offset, "timestamp_ms": timestamp_ms},
+        "source": {
+            "topic": topic,
+            "partition": partition,
+            "offset": offset,
+            "timestamp_ms": timestamp_ms,
+        },
         "dead_lettered_at": dead_lettered_at,
         "raw_bytes": len(raw),
         "raw_sha256": hashlib.sha256(raw).hexdigest(),

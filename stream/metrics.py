@@ -13,37 +13,66 @@ class WorkerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.consumed = Counter("insiderwatch_events_consumed", "Events consumed from the input topic", registry=r)
-        self.scored = Counter("insiderwatch_events_scored", "Events scored by the model", registry=r)
+        self.consumed = Counter(
+            "insiderwatch_events_consumed", "Events consumed from the input topic", registry=r
+        )
+        self.scored = Counter(
+            "insiderwatch_events_scored", "Events scored by the model", registry=r
+        )
         self.dead_lettered = Counter(
             "insiderwatch_events_dead_lettered", "Events sent to the DLQ", ["reason"], registry=r
         )
-        self.late = Counter("insiderwatch_events_late", "Events beyond the lateness bound (scored, marked late)", registry=r)
-        self.key_mismatch = Counter(
-            "insiderwatch_events_key_mismatch", "Events whose Kafka key is not their actor_id", registry=r
+        self.late = Counter(
+            "insiderwatch_events_late",
+            "Events beyond the lateness bound (scored, marked late)",
+            registry=r,
         )
-        self.alerts = Counter("insiderwatch_alerts", "Alert messages emitted", ["severity", "status"], registry=r)
+        self.key_mismatch = Counter(
+            "insiderwatch_events_key_mismatch",
+            "Events whose Kafka key is not their actor_id",
+            registry=r,
+        )
+        self.alerts = Counter(
+            "insiderwatch_alerts", "Alert messages emitted", ["severity", "status"], registry=r
+        )
         self.scores = Histogram(
-            "insiderwatch_score", "Anomaly scores", registry=r,
+            "insiderwatch_score",
+            "Anomaly scores",
+            registry=r,
             buckets=(0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.9, 1.0),
         )
         self.batch_seconds = Histogram(
-            "insiderwatch_batch_processing_seconds", "Processing time of one micro-batch", registry=r,
+            "insiderwatch_batch_processing_seconds",
+            "Processing time of one micro-batch",
+            registry=r,
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
         )
         self.batch_size = Histogram(
-            "insiderwatch_batch_events", "Events per micro-batch", registry=r,
+            "insiderwatch_batch_events",
+            "Events per micro-batch",
+            registry=r,
             buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000),
         )
         self.event_lag_seconds = Histogram(
-            "insiderwatch_event_to_decision_seconds", "Wall-clock time from Kafka append to decision",
-            registry=r, buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 60),
+            "insiderwatch_event_to_decision_seconds",
+            "Wall-clock time from Kafka append to decision",
+            registry=r,
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 60),
         )
-        self.model_info = Gauge("insiderwatch_model_info", "Loaded model version", ["version"], registry=r)
-        self.actor_states = Gauge("insiderwatch_actor_states", "Actors held in the state table", registry=r)
-        self.state_bytes = Gauge("insiderwatch_actor_state_bytes", "Bytes of actor state held", registry=r)
+        self.model_info = Gauge(
+            "insiderwatch_model_info", "Loaded model version", ["version"], registry=r
+        )
+        self.actor_states = Gauge(
+            "insiderwatch_actor_states", "Actors held in the state table", registry=r
+        )
+        self.state_bytes = Gauge(
+            "insiderwatch_actor_state_bytes", "Bytes of actor state held", registry=r
+        )
         self.consumer_lag = Gauge(
-            "insiderwatch_consumer_lag", "Messages behind the high-water mark", ["partition"], registry=r
+            "insiderwatch_consumer_lag",
+            "Messages behind the high-water mark",
+            ["partition"],
+            registry=r,
         )
 
     def render(self) -> bytes:

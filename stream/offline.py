@@ -39,9 +39,16 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, bytes]]:
                 yield number, raw
 
 
-def score_files(detector: Detector, paths: list[str], out_path: str, *, all_scores_path: str | None = None,
-                dlq_path: str | None = None, alert_format: str = "native",
-                progress=None) -> OfflineResult:
+def score_files(
+    detector: Detector,
+    paths: list[str],
+    out_path: str,
+    *,
+    all_scores_path: str | None = None,
+    dlq_path: str | None = None,
+    alert_format: str = "native",
+    progress=None,
+) -> OfflineResult:
     """Score ``paths`` in the given order; write alerts (JSONL) to ``out_path``."""
     result = OfflineResult()
     states: dict[str, ActorState] = {}
@@ -50,27 +57,35 @@ def score_files(detector: Detector, paths: list[str], out_path: str, *, all_scor
     scores_out = open(all_scores_path, "wb") if all_scores_path else None  # noqa: SIM115
     dlq_out = open(dlq_path, "wb") if dlq_path else None  # noqa: SIM115
     try:
+
+        def flush(buffer: list[AccessEvent]) -> None:
+            outcome = detector.process(buffer, states, detected_at)
+            for alert in outcome.alerts:
+                out.write(orjson.dumps(format_alert(alert, alert_format)) + b"\n")
+                result.alerts += 1
+                result.incidents += alert["status"] == "new"
+            if scores_out is not None:
+                for verdict in outcome.scored:
+                    scores_out.write(
+                        orjson.dumps(
+                            {
+                                "event_id": verdict.event.event_id,
+                                "actor_id": verdict.event.actor_id,
+                                "timestamp": verdict.event.timestamp,
+                                "score": verdict.score,
+                                "flagged": verdict.flagged,
+                                "late": verdict.late,
+                            }
+                        )
+                        + b"\n"
+                    )
+            result.scored += len(outcome.scored)
+            if progress is not None:
+                progress(len(buffer))
+            buffer.clear()
+
         for path in paths:
             buffer: list[AccessEvent] = []
-
-            def flush() -> None:
-                outcome = detector.process(buffer, states, detected_at)
-                for alert in outcome.alerts:
-                    out.write(orjson.dumps(format_alert(alert, alert_format)) + b"\n")
-                    result.alerts += 1
-                    result.incidents += alert["status"] == "new"
-                if scores_out is not None:
-                    for verdict in outcome.scored:
-                        scores_out.write(orjson.dumps({
-                            "event_id": verdict.event.event_id, "actor_id": verdict.event.actor_id,
-                            "timestamp": verdict.event.timestamp, "score": verdict.score,
-                            "flagged": verdict.flagged, "late": verdict.late,
-                        }) + b"\n")
-                result.scored += len(outcome.scored)
-                if progress is not None:
-                    progress(len(buffer))
-                buffer.clear()
-
             for line_number, raw in read_jsonl(path):
                 result.events += 1
                 parsed = parse_event(raw)
@@ -78,14 +93,18 @@ def score_files(detector: Detector, paths: list[str], out_path: str, *, all_scor
                     result.dead_lettered += 1
                     result.reasons[parsed.reason] = result.reasons.get(parsed.reason, 0) + 1
                     if dlq_out is not None:
-                        dlq_out.write(dead_letter_record(raw, parsed, str(path), 0, line_number, None,
-                                                         detected_at) + b"\n")
+                        dlq_out.write(
+                            dead_letter_record(
+                                raw, parsed, str(path), 0, line_number, None, detected_at
+                            )
+                            + b"\n"
+                        )
                     continue
                 buffer.append(parsed)
                 if len(buffer) >= CHUNK:
-                    flush()
+                    flush(buffer)
             if buffer:
-                flush()
+                flush(buffer)
     finally:
         out.close()
         if scores_out is not None:

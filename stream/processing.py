@@ -63,8 +63,15 @@ class BatchProcessor:
         ``native`` or ``ocsf``.
     """
 
-    def __init__(self, detector: Detector, store: StateStore, send_alert: Send, send_dlq: Send,
-                 metrics: WorkerMetrics, alert_format: str = "native") -> None:
+    def __init__(
+        self,
+        detector: Detector,
+        store: StateStore,
+        send_alert: Send,
+        send_dlq: Send,
+        metrics: WorkerMetrics,
+        alert_format: str = "native",
+    ) -> None:
         self.detector = detector
         self.store = store
         self.send_alert = send_alert
@@ -89,12 +96,21 @@ class BatchProcessor:
         valid: list[AccessEvent] = []
         partition_of: dict[str, int] = {}
         for message in messages:
-            parsed = parse_event(message.value) if message.value is not None else InvalidEvent(
-                "not_json", "message has no value (tombstone)"
+            parsed = (
+                parse_event(message.value)
+                if message.value is not None
+                else InvalidEvent("not_json", "message has no value (tombstone)")
             )
             if isinstance(parsed, InvalidEvent):
-                record = dead_letter_record(message.value, parsed, message.topic, message.partition,
-                                            message.offset, message.timestamp_ms, detected_at)
+                record = dead_letter_record(
+                    message.value,
+                    parsed,
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                    message.timestamp_ms,
+                    detected_at,
+                )
                 await self.send_dlq(message.key, record)
                 metrics.dead_lettered.labels(reason=parsed.reason).inc()
                 continue

@@ -7,26 +7,33 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
-from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
+from kafka import KafkaProducer
 from stream.offline import read_jsonl
 from stream.settings import Settings
-from stream.topics import BrokerUnreachable
+from stream.topics import BrokerUnreachable, ensure_reachable
 
 __all__ = ["replay_file", "make_producer"]
 
 
 def make_producer(settings: Settings) -> KafkaProducer:
+    ensure_reachable(settings)
     try:
         return KafkaProducer(
-            bootstrap_servers=settings.broker.split(","), acks="all", linger_ms=5,
-            batch_size=256 * 1024, max_request_size=16 * 1024 * 1024, client_id="insiderwatch-replay",
+            bootstrap_servers=settings.broker.split(","),
+            acks="all",
+            linger_ms=5,
+            batch_size=256 * 1024,
+            max_request_size=16 * 1024 * 1024,
+            client_id="insiderwatch-replay",
             retries=5,
         )
     except (KafkaError, OSError, ValueError) as exc:
-        raise BrokerUnreachable(f"no Kafka broker answers at {settings.broker} ({exc.__class__.__name__}); "
-                                "start one with 'insiderwatch kafka start'") from None
+        raise BrokerUnreachable(
+            f"no Kafka broker answers at {settings.broker} ({exc.__class__.__name__}); "
+            "start one with 'insiderwatch kafka start'"
+        ) from None
 
 
 def actor_key(raw: bytes) -> bytes | None:
@@ -39,8 +46,13 @@ def actor_key(raw: bytes) -> bytes | None:
     return actor.encode() if isinstance(actor, str) else None
 
 
-def replay_file(settings: Settings, path: str | Path, rate: float | None = None,
-                progress: Callable[[int], None] | None = None, limit: int | None = None) -> int:
+def replay_file(
+    settings: Settings,
+    path: str | Path,
+    rate: float | None = None,
+    progress: Callable[[int], None] | None = None,
+    limit: int | None = None,
+) -> int:
     """Send every line of ``path`` to ``topic.events``; return how many were acknowledged."""
     producer = make_producer(settings)
     sent = 0

@@ -25,10 +25,16 @@ SETTINGS_DOC: dict[str, tuple[object, str]] = {
     "broker": ("127.0.0.1:9092", "Kafka bootstrap servers, comma-separated host:port"),
     "topic.events": ("access-events", "input topic of access events (key = actor_id)"),
     "topic.alerts": ("insiderwatch-alerts", "output topic of alerts"),
-    "topic.dlq": ("access-events-dlq", "dead-letter topic: events that could not be scored, with reason"),
+    "topic.dlq": (
+        "access-events-dlq",
+        "dead-letter topic: events that could not be scored, with reason",
+    ),
     "topic.partitions": (6, "partitions of the events topic (the unit of scale-out)"),
     "topic.replication": (1, "replication factor for created topics"),
-    "app.id": ("insiderwatch", "consumer group / Faust app id; workers with the same id share the work"),
+    "app.id": (
+        "insiderwatch",
+        "consumer group / Faust app id; workers with the same id share the work",
+    ),
     "model.dir": (".local/model", "model artifact directory (manifest.json + model.npz)"),
     "batch.max.events": (1000, "micro-batch size: events scored together"),
     "batch.max.ms": (100, "longest wait to fill a micro-batch, in milliseconds"),
@@ -37,7 +43,10 @@ SETTINGS_DOC: dict[str, tuple[object, str]] = {
     "web.host": ("127.0.0.1", "bind address of the worker's web server (health, metrics)"),
     "web.port": (6066, "port of the worker's web server"),
     "alert.format": ("native", "alert output format: native or ocsf"),
-    "pseudonymize.key": ("", "HMAC key for pseudonymizing resource ids and IPs in alerts (empty = off)"),
+    "pseudonymize.key": (
+        "",
+        "HMAC key for pseudonymizing resource ids and IPs in alerts (empty = off)",
+    ),
     "kafka.home": (".local/kafka", "local broker: jars, data and logs (git-ignored)"),
     "kafka.port": (9092, "local broker: client port on 127.0.0.1"),
     "kafka.controller.port": (9093, "local broker: KRaft controller port on 127.0.0.1"),
@@ -88,7 +97,9 @@ class Settings:
     log_level: str
 
     @classmethod
-    def load(cls, overrides: dict[str, object] | None = None, environ: dict | None = None) -> Settings:
+    def load(
+        cls, overrides: dict[str, object] | None = None, environ: dict | None = None
+    ) -> Settings:
         """Resolve every setting from ``overrides`` (CLI flags), the environment, defaults."""
         environ = os.environ if environ is None else environ
         overrides = overrides or {}
@@ -118,9 +129,13 @@ class Settings:
 
     def validate(self) -> None:
         if self.alert_format not in ("native", "ocsf"):
-            raise SettingsError(f"alert.format must be 'native' or 'ocsf', got {self.alert_format!r}")
+            raise SettingsError(
+                f"alert.format must be 'native' or 'ocsf', got {self.alert_format!r}"
+            )
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
-            raise SettingsError(f"log.level must be debug, info, warning or error, got {self.log_level!r}")
+            raise SettingsError(
+                f"log.level must be debug, info, warning or error, got {self.log_level!r}"
+            )
         if not self.store.startswith(("memory://", "rocksdb://")):
             raise SettingsError(f"store must be memory:// or rocksdb://, got {self.store!r}")
         for server in self.broker.split(","):

@@ -7,19 +7,24 @@ import time
 from dataclasses import dataclass
 
 import orjson
-from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from rich.console import Console
 from rich.text import Text
 
+from kafka import KafkaConsumer, TopicPartition
 from models.events import parse_timestamp
 from models.incidents import SEVERITIES
 from stream.settings import Settings
-from stream.topics import BrokerUnreachable
+from stream.topics import BrokerUnreachable, ensure_reachable
 
 __all__ = ["TailFilter", "tail_alerts", "alert_view"]
 
-SEVERITY_STYLE = {"low": "cyan", "medium": "yellow", "high": "bold red", "critical": "bold white on red"}
+SEVERITY_STYLE = {
+    "low": "cyan",
+    "medium": "yellow",
+    "high": "bold red",
+    "critical": "bold white on red",
+}
 
 
 @dataclass(frozen=True)
@@ -50,25 +55,52 @@ def alert_view(doc: dict) -> dict:
             "status": "updated" if doc.get("type_uid") == 200402 else "new",
             "alert_id": (doc.get("finding_info") or {}).get("uid", ""),
         }
-    return {k: doc.get(k, "") for k in ("timestamp", "severity", "actor_id", "actor_role", "score",
-                                        "summary", "status", "alert_id")}
+    return {
+        k: doc.get(k, "")
+        for k in (
+            "timestamp",
+            "severity",
+            "actor_id",
+            "actor_role",
+            "score",
+            "summary",
+            "status",
+            "alert_id",
+        )
+    }
 
 
-def tail_alerts(settings: Settings, start: str, flt: TailFilter, as_json: bool, max_alerts: int | None,
-                idle_timeout_s: float | None, console: Console | None = None) -> int:
+def tail_alerts(
+    settings: Settings,
+    start: str,
+    flt: TailFilter,
+    as_json: bool,
+    max_alerts: int | None,
+    idle_timeout_s: float | None,
+    console: Console | None = None,
+) -> int:
     """Print alerts until Ctrl-C, ``max_alerts`` or ``idle_timeout_s``; return how many."""
     console = console or Console(highlight=False)
     err = Console(stderr=True, highlight=False)
+    ensure_reachable(settings)
     try:
-        consumer = KafkaConsumer(bootstrap_servers=settings.broker.split(","), enable_auto_commit=False,
-                                 client_id="insiderwatch-tail", consumer_timeout_ms=500)
+        consumer = KafkaConsumer(
+            bootstrap_servers=settings.broker.split(","),
+            enable_auto_commit=False,
+            client_id="insiderwatch-tail",
+            consumer_timeout_ms=500,
+        )
     except (KafkaError, OSError, ValueError) as exc:
-        raise BrokerUnreachable(f"no Kafka broker answers at {settings.broker} ({exc.__class__.__name__})") from None
+        raise BrokerUnreachable(
+            f"no Kafka broker answers at {settings.broker} ({exc.__class__.__name__})"
+        ) from None
     topic = settings.topic_alerts
     partitions = consumer.partitions_for_topic(topic)
     if not partitions:
         consumer.close()
-        raise BrokerUnreachable(f"topic {topic} does not exist on {settings.broker}; run 'insiderwatch topics create'")
+        raise BrokerUnreachable(
+            f"topic {topic} does not exist on {settings.broker}; run 'insiderwatch topics create'"
+        )
     tps = [TopicPartition(topic, p) for p in sorted(partitions)]
     consumer.assign(tps)
     if start == "beginning":

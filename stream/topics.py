@@ -2,26 +2,58 @@
 
 from __future__ import annotations
 
-from kafka import KafkaAdminClient
+import socket
+
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from kafka import KafkaAdminClient
 from stream.settings import Settings
 
-__all__ = ["create_topics", "missing_topics", "admin_client", "BrokerUnreachable"]
+__all__ = [
+    "ensure_reachable",
+    "create_topics",
+    "missing_topics",
+    "admin_client",
+    "BrokerUnreachable",
+]
 
 
 class BrokerUnreachable(RuntimeError):
     """No broker answered at the configured address."""
 
 
+def ensure_reachable(settings: Settings, timeout_s: float = 3.0) -> None:
+    """Fail fast, in one sentence, when no bootstrap server accepts a TCP connection.
+
+    kafka-python would otherwise retry with back-off for ~30 s and log every attempt.
+    """
+    for server in settings.broker.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=timeout_s):
+                return
+        except OSError:
+            continue
+    raise BrokerUnreachable(
+        f"no Kafka broker answers at {settings.broker}; start one with "
+        "'insiderwatch kafka start' or set INSIDERWATCH_BROKER"
+    )
+
+
 def admin_client(settings: Settings, timeout_ms: int = 5000) -> KafkaAdminClient:
+    ensure_reachable(settings)
     try:
-        return KafkaAdminClient(bootstrap_servers=settings.broker.split(","), request_timeout_ms=timeout_ms,
-                                client_id="insiderwatch-admin")
+        return KafkaAdminClient(
+            bootstrap_servers=settings.broker.split(","),
+            request_timeout_ms=timeout_ms,
+            client_id="insiderwatch-admin",
+        )
     except (KafkaError, OSError, ValueError) as exc:
-        raise BrokerUnreachable(f"no Kafka broker answers at {settings.broker} ({exc.__class__.__name__}); "
-                                "start one with 'insiderwatch kafka start' or set INSIDERWATCH_BROKER") from None
+        raise BrokerUnreachable(
+            f"no Kafka broker answers at {settings.broker} ({exc.__class__.__name__}); "
+            "start one with 'insiderwatch kafka start' or set INSIDERWATCH_BROKER"
+        ) from None
 
 
 def _specs(settings: Settings) -> list[NewTopic]:

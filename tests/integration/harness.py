@@ -1,0 +1,175 @@
+"""Run real insiderwatch workers against the test broker and read the output topics."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from stream.settings import Settings
+from stream.topics import create_topics
+from tests.conftest import REPO, free_port
+
+
+@dataclass
+class Deployment:
+    """Unique topics, app id and data dir for one test, on the shared test broker."""
+
+    broker: str
+    model_dir: Path
+    workdir: Path
+    partitions: int = 6
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    workers: list = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        overrides = {
+            "broker": self.broker,
+            "topic.events": f"events-{self.tag}",
+            "topic.alerts": f"alerts-{self.tag}",
+            "topic.dlq": f"dlq-{self.tag}",
+            "topic.partitions": self.partitions,
+            "app.id": f"iw-{self.tag}",
+            "model.dir": str(self.model_dir),
+            "batch.max.ms": 50,
+        }
+        self.settings = Settings.load(overrides, environ={})
+        create_topics(self.settings)
+
+    def env(self, web_port: int) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INSIDERWATCH_")}
+        env.update(self.settings.as_env())
+        env["INSIDERWATCH_WEB_PORT"] = str(web_port)
+        env["INSIDERWATCH_DATA_DIR"] = str(self.workdir / f"data-{web_port}")
+        return env
+
+    def start_worker(self) -> Worker:
+        port = free_port()
+        log_path = self.workdir / f"worker-{port}.log"
+        log = open(log_path, "wb")  # noqa: SIM115
+        process = subprocess.Popen(
+            [sys.executable, "-m", "stream.cli", "worker"],
+            env=self.env(port),
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        worker = Worker(process, port, log_path)
+        self.workers.append(worker)
+        return worker
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.terminate()
+
+    def produce(self, values: list[tuple[bytes | None, bytes]]) -> None:
+        producer = KafkaProducer(
+            bootstrap_servers=self.broker,
+            acks="all",
+            linger_ms=5,
+            max_request_size=16 * 1024 * 1024,
+        )
+        for key, value in values:
+            producer.send(self.settings.topic_events, key=key, value=value)
+        producer.flush()
+        producer.close()
+
+    def read_topic(self, topic: str, expect: int | None = None, timeout_s: float = 60.0) -> list:
+        """All records of ``topic`` (waits until ``expect`` are there, or quiet for 3 s)."""
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.broker, enable_auto_commit=False, consumer_timeout_ms=1000
+        )
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        records, deadline, quiet_since = [], time.monotonic() + timeout_s, time.monotonic()
+        while time.monotonic() < deadline:
+            batch = consumer.poll(timeout_ms=500)
+            got = [r for rs in batch.values() for r in rs]
+            records += got
+            if got:
+                quiet_since = time.monotonic()
+            if expect is not None and len(records) >= expect:
+                break
+            if expect is None and time.monotonic() - quiet_since > 3:
+                break
+        consumer.close()
+        return records
+
+
+@dataclass
+class Worker:
+    process: subprocess.Popen
+    web_port: int
+    log_path: Path
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.web_port}{path}"
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(self.url(path), timeout=2) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def wait_ready(self, timeout_s: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, (
+                f"worker exited: {self.log_path.read_text()[-3000:]}"
+            )
+            try:
+                if self.get("/ready")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise AssertionError(
+            f"worker not ready in {timeout_s} s: {self.log_path.read_text()[-3000:]}"
+        )
+
+    def metric(self, name: str) -> float:
+        """Sum of a Prometheus counter/gauge over its labels."""
+        _, text = self.get("/metrics")
+        total = 0.0
+        for line in text.splitlines():
+            match = re.match(rf"^{re.escape(name)}(\{{[^}}]*\}})? ([0-9.e+-]+)$", line)
+            if match:
+                total += float(match.group(2))
+        return total
+
+    def wait_metric(self, name: str, value: float, timeout_s: float = 120.0) -> float:
+        deadline = time.monotonic() + timeout_s
+        seen = -1.0
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, (
+                f"worker exited: {self.log_path.read_text()[-3000:]}"
+            )
+            seen = self.metric(name)
+            if seen >= value:
+                return seen
+            time.sleep(0.5)
+        raise AssertionError(f"{name} reached {seen}, expected {value}")
+
+    def terminate(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+    def kill(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()

@@ -1,0 +1,59 @@
+"""Model artifacts: round trip, no pickle, checksum refusal."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from models.artifact import ArtifactError, load_model
+
+
+def test_round_trip_loads_verified_arrays(small_model):
+    model = load_model(small_model)
+    assert model.version and 0 < model.threshold < 1
+    assert len(model.feature_names) == model.forest.n_features
+    assert model.manifest["training_window"]["start"] < model.manifest["training_window"]["end"]
+    assert model.manifest["event_count"] > 1000
+
+
+def test_tampered_arrays_are_refused(small_model, tmp_path):
+    copy = tmp_path / "m"
+    shutil.copytree(small_model, copy)
+    data = bytearray((copy / "model.npz").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (copy / "model.npz").write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="sha256"):
+        load_model(copy)
+
+
+def test_tampered_manifest_is_refused(small_model, tmp_path):
+    copy = tmp_path / "m"
+    shutil.copytree(small_model, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["threshold"] = 0.99
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="tampered manifest"):
+        load_model(copy)
+
+
+def test_pickled_arrays_are_never_loaded(small_model, tmp_path):
+    copy = tmp_path / "m"
+    shutil.copytree(small_model, copy)
+    np.savez(copy / "model.npz", left=np.array([object()], dtype=object))
+    with pytest.raises(ArtifactError):
+        load_model(copy)
+
+
+def test_missing_or_wrong_version_directory(tmp_path, small_model):
+    with pytest.raises(ArtifactError, match="does not exist"):
+        load_model(tmp_path / "nope")
+    copy = tmp_path / "m"
+    shutil.copytree(small_model, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["format_version"] = 99
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="format version"):
+        load_model(copy)

@@ -1,0 +1,46 @@
+"""docker-compose.yml cannot run here; keep it consistent with the settings and the CLI."""
+
+from __future__ import annotations
+
+import yaml
+
+from stream.cli import build_parser
+from stream.settings import SETTINGS_DOC, env_name
+from tests.conftest import REPO
+
+
+def _compose():
+    return yaml.safe_load((REPO / "docker-compose.yml").read_text())
+
+
+def _subcommands():
+    parser = build_parser()
+    action = next(a for a in parser._actions if a.dest == "command")
+    return action.choices
+
+
+def test_every_insiderwatch_env_var_is_a_known_setting():
+    known = {env_name(n) for n in SETTINGS_DOC}
+    for name, service in _compose()["services"].items():
+        for key in service.get("environment") or {}:
+            if key.startswith("INSIDERWATCH_"):
+                assert key in known, f"{name}: {key} is not a setting"
+
+
+def test_service_commands_are_real_cli_commands():
+    commands = _subcommands()
+    for name in ("worker", "replay", "tail"):
+        command = _compose()["services"][name]["command"]
+        parsed = commands[command[0]].parse_args(command[1:])
+        assert parsed is not None
+    init = _compose()["services"]["init"]["command"][0]
+    for step in init.split("&&"):
+        words = step.split()
+        assert words[0] == "insiderwatch"
+        commands[words[1]].parse_args(words[2:])
+
+
+def test_worker_binds_web_inside_container_and_kafka_image_is_official():
+    services = _compose()["services"]
+    assert services["kafka"]["image"].startswith("apache/kafka:")
+    assert services["worker"]["environment"]["INSIDERWATCH_BROKER"] == "kafka:9092"

@@ -1,0 +1,133 @@
+"""Detector semantics: batch-boundary invariance, baseline gating, incidents, explanations."""
+
+from __future__ import annotations
+
+import orjson
+
+from models.artifact import load_model
+from models.detector import Detector
+from models.events import parse_event
+from models.simulate import SimulationConfig, simulate
+from models.state import state_from_bytes, state_to_bytes
+
+
+def _live_events(n=4000):
+    """Simulated traffic with an obvious bulk-export burst by one actor woven in."""
+    config = SimulationConfig(actors=60, days=20, seed=3, start_day=14, scenarios_from_day=14)
+    docs = list(simulate(config))[:n]
+    out = []
+    for i, doc in enumerate(docs):
+        out.append(doc)
+        if i % 10 == 5:
+            out.append(
+                {
+                    **doc,
+                    "event_id": f"burst-{i}",
+                    "actor_id": "mallory",
+                    "action": "export",
+                    "resource_type": "customer_contact",
+                    "resource_id": f"c{i}",
+                    "record_count": 40000 + i,
+                    "ticket_id": None,
+                    "fields": ["email", "phone"],
+                    "source_ip": f"203.0.113.{i % 250}",
+                }
+            )
+    return [parse_event(orjson.dumps(d)) for d in out]
+
+
+def _run(detector, events, batch_size, serialise):
+    states, scores, alerts = {}, [], []
+    for i in range(0, len(events), batch_size):
+        if serialise:  # what the worker does between batches
+            states = {k: state_from_bytes(state_to_bytes(v)) for k, v in states.items()}
+        out = detector.process(events[i : i + batch_size], states, "t")
+        scores += [s.score for s in out.scored]
+        alerts += [(a["alert_id"], a["status"], a["event_id"]) for a in out.alerts]
+    return scores, alerts
+
+
+def test_results_do_not_depend_on_batch_boundaries(small_model):
+    detector = Detector(load_model(small_model))
+    events = _live_events()
+    reference = _run(detector, events, 1, serialise=True)
+    assert reference[1], "the scenario slice should raise alerts"
+    for size in (7, 250, 4000):
+        assert _run(detector, events, size, serialise=size != 4000) == reference
+
+
+def test_flagged_events_do_not_feed_the_baseline(small_model):
+    detector = Detector(load_model(small_model))
+    events = _live_events()
+    states = {}
+    out = detector.process(events, states, "t")
+    flagged = [s for s in out.scored if s.flagged]
+    assert flagged
+    by_actor = {}
+    for s in out.scored:
+        by_actor.setdefault(s.event.actor_id, []).append(s)
+    for actor, verdicts in by_actor.items():
+        clean = sum(1 for v in verdicts if not v.flagged)
+        assert states[actor].hist_n == clean or states[actor].hist_n < clean  # halving only shrinks
+
+
+def test_a_burst_is_one_incident_with_few_updates(small_model):
+    detector = Detector(load_model(small_model))
+    base = {
+        "actor_id": "mallory",
+        "actor_role": "customer_support",
+        "action": "export",
+        "resource_type": "customer_contact",
+        "record_count": 50000,
+        "fields": ["email"],
+        "ticket_id": None,
+    }
+    events = [
+        parse_event(
+            orjson.dumps(
+                {
+                    **base,
+                    "event_id": f"m{i}",
+                    "timestamp": f"2026-01-20T03:{i // 60:02d}:{i % 60:02d}Z",
+                    "resource_id": f"c{i}",
+                }
+            )
+        )
+        for i in range(300)
+    ]
+    out = detector.process(events, {}, "t")
+    new = [a for a in out.alerts if a["status"] == "new"]
+    assert len(new) == 1
+    assert len(out.alerts) < 15
+    alert = new[0]
+    assert alert["event_id"] == "m0" and alert["actor_id"] == "mallory"
+    assert 0 < alert["score"] <= 1 and alert["severity"] in ("low", "medium", "high", "critical")
+    assert alert["reasons"] and all(
+        {"feature", "observed", "expected", "contribution"} <= set(r) for r in alert["reasons"]
+    )
+    assert alert["summary"].startswith("customer_support mallory:") and alert["summary"].endswith(
+        "."
+    )
+    assert alert["warming_up"] is True
+
+
+def test_pseudonymized_alerts_do_not_carry_customer_ids(small_model):
+    detector = Detector(load_model(small_model), pseudonymize_key=b"k" * 32)
+    event = parse_event(
+        orjson.dumps(
+            {
+                "event_id": "x1",
+                "timestamp": "2026-01-20T03:00:00Z",
+                "actor_id": "m",
+                "action": "export",
+                "resource_type": "customer_contact",
+                "resource_id": "cust-123",
+                "record_count": 90000,
+                "source_ip": "203.0.113.5",
+            }
+        )
+    )
+    alerts = detector.process([event], {}, "t").alerts
+    assert alerts
+    assert alerts[0]["event"]["resource_id"].startswith("hmac:")
+    assert "cust-123" not in orjson.dumps(alerts[0]).decode()

@@ -1,0 +1,76 @@
+"""Event contract v1: valid events parse, every kind of bad input gets a specific reason."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from models.events import MAX_MESSAGE_BYTES, AccessEvent, InvalidEvent, parse_event
+from tests.helpers import event_bytes, event_dict
+
+
+def test_valid_event_parses_with_defaults():
+    raw = orjson.dumps(
+        {
+            k: v
+            for k, v in event_dict().items()
+            if k in ("event_id", "timestamp", "actor_id", "action", "resource_type")
+        }
+    )
+    event = parse_event(raw)
+    assert isinstance(event, AccessEvent)
+    assert event.record_count == 1 and event.outcome == "success" and event.actor_role == "unknown"
+    assert event.ts == 1767603600.0
+
+
+def test_offset_timestamp_is_converted_to_utc():
+    event = parse_event(event_bytes(timestamp="2026-01-05T10:00:00+01:00"))
+    assert event.ts == 1767603600.0
+
+
+def test_unknown_fields_are_kept_out_and_unknown_verbs_are_valid():
+    event = parse_event(event_bytes(action="teleport", resource_type="hologram", extra={"x": 1}))
+    assert isinstance(event, AccessEvent) and event.action == "teleport"
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason", "field"),
+    [
+        (b"not json at all", "not_json", None),
+        (b"\xff\xfe\x00garbage", "not_utf8", None),
+        (b"[1, 2, 3]", "not_object", None),
+        (b"42", "not_object", None),
+        (event_bytes(actor_id=...), "missing_field", "actor_id"),
+        (event_bytes(timestamp=...), "missing_field", "timestamp"),
+        (event_bytes(action=7), "wrong_type", "action"),
+        (event_bytes(record_count="12"), "wrong_type", "record_count"),
+        (event_bytes(record_count=-1), "bad_value", "record_count"),
+        (event_bytes(record_count=10**15), "bad_value", "record_count"),
+        (event_bytes(record_count=True), "wrong_type", "record_count"),
+        (event_bytes(fields="email"), "wrong_type", "fields"),
+        (event_bytes(ticket_id=5), "wrong_type", "ticket_id"),
+        (event_bytes(timestamp="yesterday"), "bad_timestamp", "timestamp"),
+        (event_bytes(timestamp="2026-01-05T09:00:00"), "bad_timestamp", "timestamp"),
+        (event_bytes(timestamp="0001-01-01T00:00:00Z"), "bad_timestamp", "timestamp"),
+        (event_bytes(timestamp="9999-12-31T23:59:59Z"), "bad_timestamp", "timestamp"),
+        (b'{"event_id": "e", "record_count": NaN}', "not_json", None),
+        (b'{"event_id": "e", "record_count": Infinity}', "not_json", None),
+        (b"[" * 5000 + b"]" * 5000, "not_json", None),
+        (event_bytes(actor_id="x" * 1000), "bad_value", "actor_id"),
+    ],
+)
+def test_bad_input_gets_a_specific_reason(raw, reason, field):
+    result = parse_event(raw)
+    assert isinstance(result, InvalidEvent)
+    assert (result.reason, result.field) == (reason, field)
+    assert result.detail
+
+
+def test_oversized_message_is_refused_before_parsing():
+    raw = event_bytes(resource_id="x" * (MAX_MESSAGE_BYTES + 1))
+    result = parse_event(raw)
+    assert isinstance(result, InvalidEvent) and result.reason == "too_large"
+
+
+def test_integral_float_record_count_is_accepted():
+    assert parse_event(event_bytes(record_count=3.0)).record_count == 3
