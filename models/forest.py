@@ -27,7 +27,8 @@ class ForestArrays:
     """All trees of a fitted forest, concatenated.
 
     ``left``/``right`` hold global node indices (-1 marks a leaf), ``feature`` the input
-    column of a split, ``threshold`` its float64 threshold, and ``node_value`` the path
+    column of a split, ``threshold`` its float64 threshold (scored through ``threshold32``,
+    the largest float32 not above it: for float32 inputs ``x <= t`` and ``x <= t32`` agree), and ``node_value`` the path
     length credited when a sample ends in that leaf (depth + c(leaf size) - 1, exactly as
     scikit-learn computes it). ``roots`` is the first node of each tree.
     """
@@ -40,6 +41,48 @@ class ForestArrays:
     roots: np.ndarray
     denominator: float
     n_features: int
+
+    @property
+    def threshold32(self) -> np.ndarray:
+        cached = self.__dict__.get("_threshold32")
+        if cached is None:
+            t32 = self.threshold.astype(np.float32)
+            too_high = t32.astype(np.float64) > self.threshold
+            t32[too_high] = np.nextafter(t32[too_high], np.float32(-np.inf))
+            cached = np.ascontiguousarray(t32)
+            object.__setattr__(self, "_threshold32", cached)
+        return cached
+
+    @property
+    def layout(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Branch-free traversal layout: ``(child, feature, threshold32, tree_depth)``.
+
+        ``child[2n]``/``child[2n + 1]`` are node n's left/right child; a leaf points to itself
+        with an infinite threshold, so every row can take exactly ``tree_depth[t]`` steps with
+        no leaf test and no unpredictable branch.
+        """
+        cached = self.__dict__.get("_layout")
+        if cached is None:
+            leaf = self.left == -1
+            nodes = np.arange(self.left.size, dtype=np.int32)
+            child = np.empty(2 * self.left.size, dtype=np.int32)
+            child[0::2] = np.where(leaf, nodes, self.left)
+            child[1::2] = np.where(leaf, nodes, self.right)
+            threshold = np.where(leaf, np.float32(np.inf), self.threshold32).astype(np.float32)
+            feature = np.where(leaf, 0, self.feature).astype(np.int32)
+            depth = np.zeros(self.left.size, dtype=np.int32)
+            for n in range(self.left.size):  # parents precede children in sklearn's node order
+                if not leaf[n]:
+                    depth[self.left[n]] = depth[n] + 1
+                    depth[self.right[n]] = depth[n] + 1
+            bounds = np.append(self.roots, self.left.size)
+            tree_depth = np.array(
+                [depth[a:b].max() for a, b in zip(bounds[:-1], bounds[1:], strict=True)],
+                dtype=np.int32,
+            )
+            cached = (child, feature, np.ascontiguousarray(threshold), tree_depth)
+            object.__setattr__(self, "_layout", cached)
+        return cached
 
     def as_dict(self) -> dict[str, np.ndarray]:
         return {
@@ -126,16 +169,41 @@ def export_forest(forest) -> ForestArrays:
 
 
 @njit(cache=True, nogil=True)
-def _walk_depths(x, left, right, feature, threshold, node_value, roots, out):  # pragma: no cover
-    """Sum of path lengths over trees for each row of float32 ``x``."""
+def _walk_depths(
+    x, child, feature, threshold, tree_depth, node_value, roots, out
+):  # pragma: no cover
+    """Sum of path lengths over trees for each row of float32 ``x``.
+
+    Tree-major (one tree stays in cache while every row walks it) and branch-free (a fixed
+    number of steps per tree, see :attr:`ForestArrays.layout`); each row still sums the
+    trees in order, exactly as scikit-learn does.
+    """
     for i in range(x.shape[0]):
-        total = 0.0
-        for t in range(roots.shape[0]):
-            node = roots[t]
-            while left[node] != -1:
-                node = left[node] if x[i, feature[node]] <= threshold[node] else right[node]
-            total += node_value[node]
-        out[i] = total
+        out[i] = 0.0
+    n = x.shape[0]
+    for t in range(roots.shape[0]):
+        root = roots[t]
+        steps = tree_depth[t]
+        i = 0
+        # Four independent walks at once: the CPU overlaps their memory loads.
+        while i + 4 <= n:
+            a = b = c = d = root
+            for _ in range(steps):
+                a = child[2 * a + (x[i, feature[a]] > threshold[a])]
+                b = child[2 * b + (x[i + 1, feature[b]] > threshold[b])]
+                c = child[2 * c + (x[i + 2, feature[c]] > threshold[c])]
+                d = child[2 * d + (x[i + 3, feature[d]] > threshold[d])]
+            out[i] += node_value[a]
+            out[i + 1] += node_value[b]
+            out[i + 2] += node_value[c]
+            out[i + 3] += node_value[d]
+            i += 4
+        while i < n:
+            node = root
+            for _ in range(steps):
+                node = child[2 * node + (x[i, feature[node]] > threshold[node])]
+            out[i] += node_value[node]
+            i += 1
 
 
 @njit(cache=True, nogil=True)
@@ -181,15 +249,9 @@ def score(forest: ForestArrays, x: np.ndarray) -> np.ndarray:
     """
     x32 = _as_float32(x, forest.n_features)
     depths = np.empty(x32.shape[0], dtype=np.float64)
+    child, feature, threshold, tree_depth = forest.layout
     _walk_depths(
-        x32,
-        forest.left,
-        forest.right,
-        forest.feature,
-        forest.threshold,
-        forest.node_value,
-        forest.roots,
-        depths,
+        x32, child, feature, threshold, tree_depth, forest.node_value, forest.roots, depths
     )
     if forest.denominator == 0:
         return np.ones_like(depths)
@@ -210,7 +272,7 @@ def path_attribution(forest: ForestArrays, x: np.ndarray) -> np.ndarray:
         forest.left,
         forest.right,
         forest.feature,
-        forest.threshold,
+        forest.threshold32,
         forest.node_value,
         forest.roots,
         out,

@@ -1,0 +1,318 @@
+"""`insiderwatch evaluate`: simulate -> train -> score, and measure detection honestly.
+
+Reports, for the scored days only: per-scenario detection and time-to-detect (event time),
+alert (incident) precision, false incidents per 1,000 actor-days and per benign-unusual group,
+and event-level ROC AUC / PR AUC, next to a naive baseline (a per-event IsolationForest on
+one-hot action / resource type / role, log record count and hour) on the same data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import orjson
+from sklearn.ensemble import IsolationForest
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from models.artifact import load_model
+from models.detector import Detector
+from models.events import AccessEvent, parse_event
+from models.incidents import IncidentSettings
+from models.simulate import INSIDER_SCENARIOS, SimulationConfig, simulate
+from models.state import ActorState
+from models.train import calibrate_threshold, count_incidents, train_model
+
+__all__ = ["EvaluationConfig", "run_evaluation", "naive_baseline_scores"]
+
+BURST_SCENARIOS = {
+    "reviewer_email_harvest",
+    "seller_metrics_leak",
+    "paid_review_deletion",
+    "bulk_export_non_analyst",
+    "account_takeover",
+}
+
+
+@dataclass
+class EvaluationConfig:
+    actors: int = 500
+    history_days: int = 21
+    scored_days: int = 7
+    seed: int = 7
+    alert_budget: float = 2.0
+    out_dir: str = ".local/evaluate"
+
+
+def _one_hot_matrix(events: list[AccessEvent], vocab: dict[str, dict[str, int]] | None = None):
+    if vocab is None:
+        vocab = {"action": {}, "resource_type": {}, "role": {}}
+        for e in events:
+            for key, value in (
+                ("action", e.action),
+                ("resource_type", e.resource_type),
+                ("role", e.actor_role),
+            ):
+                vocab[key].setdefault(value, len(vocab[key]))
+    widths = [len(vocab["action"]), len(vocab["resource_type"]), len(vocab["role"])]
+    x = np.zeros((len(events), sum(widths) + 2), dtype=np.float64)
+    for i, e in enumerate(events):
+        offset = 0
+        for key, value, width in (
+            ("action", e.action, widths[0]),
+            ("resource_type", e.resource_type, widths[1]),
+            ("role", e.actor_role, widths[2]),
+        ):
+            column = vocab[key].get(value)
+            if column is not None:
+                x[i, offset + column] = 1.0
+            offset += width
+        x[i, -2] = math.log1p(e.record_count)
+        x[i, -1] = (int(e.ts) % 86400) // 3600
+    return x, vocab
+
+
+def naive_baseline_scores(history: list[AccessEvent], scored: list[AccessEvent], seed: int):
+    """Per-event IsolationForest on one-hot action/resource/role, log records and hour."""
+    x_train, vocab = _one_hot_matrix(history)
+    forest = IsolationForest(n_estimators=100, max_samples=256, random_state=seed).fit(x_train)
+    x_scored, _ = _one_hot_matrix(scored, vocab)
+    return -forest.score_samples(x_train), -forest.score_samples(x_scored)
+
+
+def _incidents(actor_codes, ts, flagged, settings: IncidentSettings):
+    """(first index, member indices) of each incident, grouped as models.incidents does."""
+    index = np.flatnonzero(flagged)
+    order = index[np.lexsort((ts[index], actor_codes[index]))]
+    incidents: list[list[int]] = []
+    current, first, last = None, 0.0, 0.0
+    for i in order:
+        if (
+            actor_codes[i] != current
+            or ts[i] - last > settings.gap_s
+            or ts[i] - first > settings.max_duration_s
+        ):
+            incidents.append([])
+            current, first = actor_codes[i], ts[i]
+        incidents[-1].append(int(i))
+        last = ts[i]
+    return incidents
+
+
+def _quality(name, scores, flagged_incidents, labels, scenarios, instances, ts, actor_days):
+    """Metrics dict for one detector on the scored slice."""
+    y = labels == "insider"
+    result = {
+        "detector": name,
+        "roc_auc": float(roc_auc_score(y, scores)),
+        "pr_auc": float(average_precision_score(y, scores)),
+    }
+    true_incidents = false_incidents = 0
+    false_by_group: dict[str, int] = defaultdict(int)
+    detected_at: dict[str, float] = {}
+    for members in flagged_incidents:
+        insider_members = [i for i in members if labels[i] == "insider"]
+        if insider_members:
+            true_incidents += 1
+            for i in insider_members:
+                inst = instances[i]
+                detected_at[inst] = min(detected_at.get(inst, math.inf), ts[i])
+        else:
+            false_incidents += 1
+            group = scenarios[members[0]] if labels[members[0]] == "benign_unusual" else "normal"
+            false_by_group[group] += 1
+    total = true_incidents + false_incidents
+    result["incidents"] = total
+    result["precision"] = true_incidents / total if total else 0.0
+    result["false_per_1000_actor_days"] = 1000.0 * false_incidents / max(actor_days, 1)
+    result["false_by_group"] = dict(sorted(false_by_group.items()))
+    per_scenario = {}
+    starts: dict[str, float] = {}
+    scenario_of: dict[str, str] = {}
+    for i in np.flatnonzero(y):
+        inst = instances[i]
+        starts[inst] = min(starts.get(inst, math.inf), ts[i])
+        scenario_of[inst] = scenarios[i]
+    for scenario in INSIDER_SCENARIOS:
+        insts = sorted(k for k, v in scenario_of.items() if v == scenario)
+        delays = [(detected_at[k] - starts[k]) / 60.0 for k in insts if k in detected_at]
+        per_scenario[scenario] = {
+            "instances": len(insts),
+            "detected": len(delays),
+            "median_minutes_to_detect": float(np.median(delays)) if delays else None,
+        }
+    result["scenarios"] = per_scenario
+    return result
+
+
+def run_evaluation(config: EvaluationConfig) -> str:
+    """Run the evaluation; write JSON and PNGs to ``out_dir``; return the printed report."""
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    total_days = config.history_days + config.scored_days
+    sim = SimulationConfig(
+        actors=config.actors,
+        days=total_days,
+        seed=config.seed,
+        scenarios_from_day=config.history_days,
+    )
+    docs = list(simulate(sim))
+    events = [parse_event(orjson.dumps(d)) for d in docs]
+    split_ts = sim.start_epoch + config.history_days * 86400
+    history = [e for e in events if e.ts < split_ts]
+    scored_index = [i for i, e in enumerate(events) if e.ts >= split_ts]
+    scored = [events[i] for i in scored_index]
+    labels = np.array([docs[i]["sim_label"] for i in scored_index])
+    scenarios = np.array([docs[i]["sim_scenario"] for i in scored_index])
+    instances = np.array([docs[i]["sim_instance"] for i in scored_index])
+
+    model_dir = out_dir / "model"
+    train_model(history, model_dir, alert_budget=config.alert_budget, seed=config.seed)
+    model = load_model(model_dir)
+    detector = Detector(model)
+    states: dict[str, ActorState] = {}
+    for i in range(0, len(history), 5000):
+        detector.process(history[i : i + 5000], states, "evaluate")
+    scores = np.empty(len(scored))
+    alerts = []
+    for i in range(0, len(scored), 5000):
+        outcome = detector.process(scored[i : i + 5000], states, "evaluate")
+        scores[i : i + len(outcome.scored)] = [s.score for s in outcome.scored]
+        alerts += outcome.alerts
+    position = {e.event_id: k for k, e in enumerate(scored)}
+    incidents_ours: dict[str, list[int]] = defaultdict(list)
+    for alert in alerts:
+        incidents_ours[alert["alert_id"]] += [
+            position[x] for x in alert["event_ids"] if x in position
+        ]
+    ts = np.array([e.ts for e in scored])
+    actor_days = len({(e.actor_id, int(e.ts // 86400)) for e in scored})
+    ours = _quality(
+        "insiderwatch",
+        scores,
+        list(incidents_ours.values()),
+        labels,
+        scenarios,
+        instances,
+        ts,
+        actor_days,
+    )
+
+    train_naive, naive = naive_baseline_scores(history, scored, config.seed)
+    actors = {a: k for k, a in enumerate(sorted({e.actor_id for e in events}))}
+    hist_codes = np.array([actors[e.actor_id] for e in history])
+    hist_ts = np.array([e.ts for e in history])
+    hist_actor_days = len({(e.actor_id, int(e.ts // 86400)) for e in history})
+    settings = IncidentSettings(**model.manifest["incident"])
+    naive_threshold = calibrate_threshold(
+        train_naive, hist_codes, hist_ts, config.alert_budget * hist_actor_days / 1000.0, settings
+    )
+    codes = np.array([actors[e.actor_id] for e in scored])
+    naive_incidents = _incidents(codes, ts, naive >= naive_threshold, settings)
+    baseline = _quality(
+        "naive iforest", naive, naive_incidents, labels, scenarios, instances, ts, actor_days
+    )
+    assert count_incidents(codes, ts, naive >= naive_threshold, settings) == len(naive_incidents)
+
+    report = {
+        "config": asdict(config),
+        "events": len(events),
+        "scored_events": len(scored),
+        "scored_actor_days": actor_days,
+        "model_version": model.version,
+        "threshold": model.threshold,
+        "results": [ours, baseline],
+    }
+    (out_dir / "evaluation.json").write_text(json.dumps(report, indent=2))
+    _plots(out_dir, scores, labels, scenarios, instances, ts, model.threshold)
+    return _format(report)
+
+
+def _plots(out_dir: Path, scores, labels, scenarios, instances, ts, threshold) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    bins = np.linspace(scores.min(), scores.max(), 60)
+    for label, color in (
+        ("normal", "tab:blue"),
+        ("benign_unusual", "tab:orange"),
+        ("insider", "tab:red"),
+    ):
+        mask = labels == label
+        if mask.any():
+            ax.hist(
+                scores[mask],
+                bins=bins,
+                density=True,
+                alpha=0.5,
+                label=f"{label} ({mask.sum()})",
+                color=color,
+            )
+    ax.axvline(threshold, color="black", linestyle="--", label="threshold")
+    ax.set_xlabel("anomaly score")
+    ax.set_ylabel("density")
+    ax.set_title("Score distributions on the scored days")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "score_distributions.png", dpi=110)
+    plt.close(fig)
+
+    insts = sorted({i for i, lab in zip(instances, labels, strict=True) if lab == "insider"})
+    fig, axes = plt.subplots(
+        len(insts) or 1, 1, figsize=(8, 1.6 * max(len(insts), 1)), squeeze=False
+    )
+    for ax, inst in zip(axes[:, 0], insts, strict=False):
+        mask = instances == inst
+        minutes = (ts[mask] - ts[mask].min()) / 60.0
+        ax.plot(minutes, scores[mask], ".", markersize=3, color="tab:red")
+        ax.axhline(threshold, color="black", linestyle="--", linewidth=0.8)
+        ax.set_ylabel(inst.split("#")[0][:18], fontsize=7, rotation=0, ha="right")
+        ax.set_ylim(0.3, 0.9)
+    axes[-1, 0].set_xlabel("minutes since the scenario started (event time)")
+    fig.suptitle("Insider scenarios: score per event vs. threshold")
+    fig.tight_layout()
+    fig.savefig(out_dir / "scenario_timelines.png", dpi=110)
+    plt.close(fig)
+
+
+def _format(report: dict) -> str:
+    ours, naive = report["results"]
+    lines = [
+        f"evaluate: {report['events']} events, {report['scored_events']} scored on "
+        f"{report['scored_actor_days']} actor-days, model {report['model_version']}, "
+        f"threshold {report['threshold']:.4f}",
+        "",
+        f"{'metric':<34}{'insiderwatch':>14}{'naive iforest':>15}",
+    ]
+    for key, label, fmt in (
+        ("roc_auc", "event ROC AUC", "{:.3f}"),
+        ("pr_auc", "event PR AUC", "{:.3f}"),
+        ("incidents", "incidents", "{}"),
+        ("precision", "alert precision", "{:.2f}"),
+        ("false_per_1000_actor_days", "false incidents / 1,000 actor-days", "{:.2f}"),
+    ):
+        lines.append(f"{label:<34}{fmt.format(ours[key]):>14}{fmt.format(naive[key]):>15}")
+    lines.append(
+        f"{'PR AUC ratio (ours / naive)':<34}{ours['pr_auc'] / max(naive['pr_auc'], 1e-9):>14.1f}x"
+    )
+    lines += ["", f"{'scenario':<26}{'detected':>10}{'median TTD min':>16}{'naive detected':>16}"]
+    for scenario, stats in ours["scenarios"].items():
+        ttd = stats["median_minutes_to_detect"]
+        lines.append(
+            f"{scenario:<26}{stats['detected']:>5}/{stats['instances']:<4}"
+            f"{'-' if ttd is None else f'{ttd:.1f}':>16}"
+            f"{naive['scenarios'][scenario]['detected']:>11}/{naive['scenarios'][scenario]['instances']}"
+        )
+    lines += [
+        "",
+        "false incidents by group (insiderwatch): " + json.dumps(ours["false_by_group"]),
+        "false incidents by group (naive):        " + json.dumps(naive["false_by_group"]),
+    ]
+    return "\n".join(lines)
