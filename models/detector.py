@@ -25,7 +25,7 @@ import numpy as np
 from models.artifact import Model
 from models.events import AccessEvent
 from models.explain import explain, summarise
-from models.features import MATURE_EVENTS, feature_row
+from models.features import MATURE_EVENTS, RARE_SURPRISAL, feature_row, surprisal
 from models.forest import path_attribution, score
 from models.incidents import SEVERITIES, IncidentSettings, incident_fields, step_incident
 from models.peers import PeerBaseline
@@ -55,7 +55,8 @@ def observe(
     if state is None:
         state = new_state(event)
         states[event.actor_id] = state
-    is_late, is_new_resource = advance_windows(state, event)
+    is_rare = surprisal(event, state, peers.profile(event.actor_role)) > RARE_SURPRISAL
+    is_late, is_new_resource = advance_windows(state, event, is_rare)
     return state, is_late, feature_row(event, state, peers, is_new_resource)
 
 

@@ -45,6 +45,7 @@ class EvaluationConfig:
     scored_days: int = 7
     seed: int = 7
     alert_budget: float = 2.0
+    max_samples: int = 256
     out_dir: str = ".local/evaluate"
 
 
@@ -171,7 +172,13 @@ def run_evaluation(config: EvaluationConfig) -> str:
     instances = np.array([docs[i]["sim_instance"] for i in scored_index])
 
     model_dir = out_dir / "model"
-    train_model(history, model_dir, alert_budget=config.alert_budget, seed=config.seed)
+    train_model(
+        history,
+        model_dir,
+        alert_budget=config.alert_budget,
+        seed=config.seed,
+        max_samples=config.max_samples,
+    )
     model = load_model(model_dir)
     detector = Detector(model)
     states: dict[str, ActorState] = {}

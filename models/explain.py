@@ -17,17 +17,17 @@ from models.features import FEATURE_NAMES, PRIOR_EVENTS, WORKING_HOURS_PER_DAY, 
 from models.peers import RoleProfile
 from models.state import (
     DAY_S,
+    N_QUANTITIES,
     W_DENIED,
     W_EVENTS,
     W_NEW_RESOURCES,
     W_NO_TICKET,
+    W_RARE,
     W_RECORDS,
     ActorState,
 )
 
 __all__ = ["Reason", "explain", "summarise"]
-
-_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +51,7 @@ class Reason:
 
 
 def _w(state: ActorState, tau_index: int, quantity: int) -> float:
-    return state.win[tau_index * 5 + quantity]
+    return state.win[tau_index * N_QUANTITIES + quantity]
 
 
 def _describe(
@@ -66,27 +66,27 @@ def _describe(
     hist_n = state.hist_n
     events_1h = _w(state, 1, W_EVENTS)
     what = f"{event.action} on {event.resource_type}"
-    if name == "log_record_count":
+    if name == "records_vs_role":
+        expected = role.p99_records_per_event
         return (
             event.record_count,
-            role.median_day_records,
+            expected,
             (
-                f"{event.record_count} records in one {what} (role's typical day: {role.median_day_records:.0f})"
+                f"{event.record_count:,} records in one {what} (role's 99th percentile: {expected:,.0f})"
             ),
         )
-    if name == "sensitive_field_count":
-        shown = ", ".join(event.fields[:4])
-        return len(event.fields), 0.0, f"returned {len(event.fields)} sensitive fields ({shown})"
-    if name == "no_ticket":
-        return 1.0 if not event.ticket_id else 0.0, 0.0, f"{what} without a ticket"
-    if name == "events_10m":
+    if name == "events_10m_vs_actor":
         value = _w(state, 0, W_EVENTS)
-        return value, hour_typ / 6, f"{value:.0f} accesses in ~10 min (usual: {hour_typ / 6:.1f})"
+        return (
+            value,
+            hour_typ / 6,
+            f"{value:.0f} accesses in ~10 min (usual for this actor: {hour_typ / 6:.1f})",
+        )
     if name == "events_1h_vs_actor":
         return (
             events_1h,
             hour_typ,
-            (f"{events_1h:.0f} accesses in ~1 h (usual for this actor: {hour_typ:.0f} per hour)"),
+            f"{events_1h:.0f} accesses in ~1 h (usual for this actor: {hour_typ:.0f} per hour)",
         )
     if name == "records_1h_vs_actor":
         value = _w(state, 1, W_RECORDS)
@@ -94,17 +94,10 @@ def _describe(
             value,
             records_hour_typ,
             (
-                f"{value:.0f} records in ~1 h (usual for this actor: {records_hour_typ:.0f} per hour)"
+                f"{value:,.0f} records in ~1 h (usual for this actor: {records_hour_typ:,.0f} per hour)"
             ),
         )
-    if name == "records_24h_vs_role":
-        value = _w(state, 2, W_RECORDS)
-        return (
-            value,
-            role.median_day_records,
-            (f"{value:.0f} records in ~24 h (role's typical day: {role.median_day_records:.0f})"),
-        )
-    if name in ("new_resources_1h", "new_resources_1h_vs_actor"):
+    if name == "new_resources_1h_vs_actor":
         value = _w(state, 1, W_NEW_RESOURCES)
         return (
             value,
@@ -114,34 +107,42 @@ def _describe(
                 f"(usual for this actor: {hour_typ:.0f} per hour)"
             ),
         )
-    if name == "no_ticket_1h_vs_actor":
+    if name in ("no_ticket_1h_vs_actor", "no_ticket"):
         value = _w(state, 1, W_NO_TICKET)
         share = (state.no_ticket_n + PRIOR_EVENTS * role.no_ticket_share) / (hist_n + PRIOR_EVENTS)
         return (
             value,
             events_1h * share,
             (
-                f"{value:.0f} of {events_1h:.0f} accesses in ~1 h without a ticket "
-                f"(usual for this actor: {share:.0%} without)"
+                f"{value:.0f} of {events_1h:.0f} accesses in ~1 h without a ticket (usual for this actor: {share:.0%} without)"
             ),
         )
-    if name == "denied_1h":
-        value = _w(state, 1, W_DENIED)
-        return value, 0.0, f"{value:.0f} denied or failed accesses in ~1 h"
-    if name in ("day_events_vs_actor", "day_events_vs_role"):
-        today = state.day_events
-        expected = day_typ if name == "day_events_vs_actor" else role.median_day_events
-        whose = "this actor" if name == "day_events_vs_actor" else "the role"
-        return today, expected, f"{today} accesses today (usual day for {whose}: {expected:.0f})"
-    if name in ("action_novelty", "first_time_action"):
+    if name == "rare_accesses_1h":
+        value = _w(state, 1, W_RARE)
+        return (
+            value,
+            0.0,
+            f"{value:.0f} accesses in ~1 h that are rare for this actor (latest: {what})",
+        )
+    if name == "no_ticket_24h_vs_actor":
+        value = _w(state, 2, W_NO_TICKET)
+        share = (state.no_ticket_n + PRIOR_EVENTS * role.no_ticket_share) / (hist_n + PRIOR_EVENTS)
+        return (
+            value,
+            day_typ * share,
+            (
+                f"{value:.0f} accesses without a ticket in ~24 h (usual for this actor: {day_typ * share:.0f} per day)"
+            ),
+        )
+    if name == "action_novelty":
         count = state.actions.get(event.action, 0)
         return count, hist_n, f"'{event.action}' in {count} of this actor's {hist_n} past accesses"
-    if name in ("resource_type_novelty", "first_time_resource_type"):
+    if name == "resource_type_novelty":
         count = state.resource_types.get(event.resource_type, 0)
         return (
             count,
             hist_n,
-            (f"'{event.resource_type}' in {count} of this actor's {hist_n} past accesses"),
+            f"'{event.resource_type}' in {count} of this actor's {hist_n} past accesses",
         )
     if name == "action_role_rarity":
         p = role.action_probability(event.action)
@@ -149,29 +150,29 @@ def _describe(
     if name == "resource_type_role_rarity":
         p = role.resource_type_probability(event.resource_type)
         return p, 1.0, f"'{event.resource_type}' is {p:.1%} of the role's accesses"
-    hour = (int(event.ts) % DAY_S) // 3600
+    if name == "field_role_rarity":
+        rarest = min(event.fields, key=role.field_probability, default="")
+        p = role.field_probability(rarest) if rarest else 1.0
+        return p, 1.0, f"returned field '{rarest}' ({p:.1%} of the role's accesses do)"
     if name == "hour_novelty":
+        hour = (int(event.ts) % DAY_S) // 3600
         count = state.hours[hour]
         return (
             count,
             hist_n,
-            (f"at {hour:02d}:00 UTC ({count} of this actor's {hist_n} past accesses at that hour)"),
+            f"at {hour:02d}:00 UTC ({count} of this actor's {hist_n} past accesses at that hour)",
         )
-    if name == "hour_role_rarity":
-        p = role.hour_p[hour]
-        return p, 1 / 24, f"at {hour:02d}:00 UTC ({p:.1%} of the role's accesses at that hour)"
-    if name == "weekday_novelty":
-        weekday = (int(event.ts // DAY_S) + 3) % 7
-        count = state.weekdays[weekday]
+    if name == "new_ip_or_device":
         return (
-            count,
-            hist_n,
-            (f"on a {_WEEKDAYS[weekday]} ({count} of this actor's {hist_n} past accesses)"),
+            1.0,
+            0.0,
+            f"from an IP or device never seen for this actor ({event.source_ip}, {event.device_id})",
         )
-    if name == "new_ip":
-        return 1.0, 0.0, f"from an IP never seen for this actor ({event.source_ip})"
-    if name == "new_device":
-        return 1.0, 0.0, f"from a device never seen for this actor ({event.device_id})"
+    if name == "first_time":
+        return 1.0, 0.0, f"first {what} (or field) ever for this actor after {hist_n} accesses"
+    if name == "denied_1h":
+        value = _w(state, 1, W_DENIED)
+        return value, 0.0, f"{value:.0f} denied or failed accesses in ~1 h"
     raise KeyError(name)
 
 

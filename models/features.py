@@ -16,25 +16,38 @@ import math
 from dataclasses import dataclass
 
 from models.events import AccessEvent
-from models.peers import PeerBaseline
+from models.peers import PeerBaseline, RoleProfile
 from models.state import (
     DAY_S,
+    N_QUANTITIES,
     W_DENIED,
     W_EVENTS,
     W_NEW_RESOURCES,
     W_NO_TICKET,
+    W_RARE,
     W_RECORDS,
     ActorState,
     is_known,
-    window_value,
+    stable_hash,
 )
 
-__all__ = ["Feature", "FEATURES", "FEATURE_NAMES", "feature_row", "typical_day", "PRIOR_EVENTS"]
+__all__ = [
+    "Feature",
+    "FEATURES",
+    "FEATURE_NAMES",
+    "feature_row",
+    "surprisal",
+    "typical_day",
+    "PRIOR_EVENTS",
+    "RARE_SURPRISAL",
+]
 
 PRIOR_EVENTS = 20.0
 PRIOR_DAYS = 3.0
 MATURE_EVENTS = 30
 WORKING_HOURS_PER_DAY = 8.0
+# An access whose (action, resource type) has p < 1% for the actor counts as rare.
+RARE_SURPRISAL = math.log(100.0)
 _TAU_10M, _TAU_1H, _TAU_24H = 0, 1, 2
 
 
@@ -48,54 +61,78 @@ class Feature:
 
 
 FEATURES: tuple[Feature, ...] = (
-    Feature("log_record_count", "ln(1+records)", "records returned or changed by this access"),
-    Feature("sensitive_field_count", "fields", "sensitive fields returned (e.g. email, phone)"),
-    Feature("no_ticket", "flag", "1 when the access carries no ticket (no justification)"),
-    Feature("events_10m", "ln(1+events)", "accesses by the actor in the last ~10 minutes"),
     Feature(
-        "events_1h_vs_actor", "ln ratio", "accesses in the last hour vs. the actor's usual hour"
+        "records_vs_role",
+        "ln ratio >= 0",
+        "records in this access above the role's 99th percentile per access",
     ),
     Feature(
-        "records_1h_vs_actor", "ln ratio", "records in the last hour vs. the actor's usual hour"
+        "events_10m_vs_actor",
+        "ln ratio >= 0",
+        "accesses in the last ~10 min above the actor's usual pace",
     ),
     Feature(
-        "records_24h_vs_role", "ln ratio", "records in the last day vs. a typical day of the role"
+        "events_1h_vs_actor",
+        "ln ratio >= 0",
+        "accesses in the last hour above the actor's usual hour",
     ),
     Feature(
-        "new_resources_1h", "ln(1+records)", "distinct, not recently seen records in the last hour"
+        "records_1h_vs_actor",
+        "ln ratio >= 0",
+        "records in the last hour above the actor's usual hour",
     ),
     Feature(
         "new_resources_1h_vs_actor",
-        "ln ratio",
-        "distinct records in the last hour vs. the actor's usual hour",
+        "ln ratio >= 0",
+        "distinct, not recently seen records in the last hour above the actor's usual hour",
     ),
     Feature(
         "no_ticket_1h_vs_actor",
-        "ln ratio",
-        "no-ticket accesses in the last hour vs. the actor's usual share",
+        "ln ratio >= 0",
+        "accesses without a ticket in the last hour above the actor's usual share",
     ),
-    Feature("denied_1h", "ln(1+events)", "denied or failed accesses in the last hour"),
-    Feature("day_events_vs_actor", "ln ratio", "accesses today vs. the actor's typical day"),
-    Feature("day_events_vs_role", "ln ratio", "accesses today vs. the role's typical day"),
-    Feature("action_novelty", "-ln p", "how unusual this action is for the actor"),
-    Feature("resource_type_novelty", "-ln p", "how unusual this resource type is for the actor"),
+    Feature(
+        "rare_accesses_1h",
+        "ln(1+events)",
+        "accesses in the last hour that are rare for this actor (p < 1%)",
+    ),
+    Feature(
+        "no_ticket_24h_vs_actor",
+        "ln ratio >= 0",
+        "accesses without a ticket in the last day above the actor's usual day",
+    ),
+    Feature(
+        "action_novelty", "-ln p", "how unusual this action is for the actor (shrunk to the role)"
+    ),
+    Feature(
+        "resource_type_novelty",
+        "-ln p",
+        "how unusual this resource type is for the actor (shrunk to the role)",
+    ),
     Feature("action_role_rarity", "-ln p", "how rare this action is for the actor's role"),
     Feature("resource_type_role_rarity", "-ln p", "how rare this resource type is for the role"),
-    Feature("hour_novelty", "-ln p", "how unusual this hour of day (UTC) is for the actor"),
-    Feature("hour_role_rarity", "-ln p", "how rare this hour of day is for the role"),
-    Feature("weekday_novelty", "-ln p", "how unusual this day of week is for the actor"),
-    Feature("new_ip", "flag", "1 when an established actor uses an IP not seen before"),
-    Feature("new_device", "flag", "1 when an established actor uses a device not seen before"),
     Feature(
-        "first_time_action",
-        "flag",
-        "1 when an established actor does this action for the first time",
+        "field_role_rarity",
+        "-ln p",
+        "rarest sensitive field returned, by the role's share of accesses returning it",
     ),
     Feature(
-        "first_time_resource_type",
-        "flag",
-        "1 when an established actor first touches this resource type",
+        "hour_novelty",
+        "-ln p",
+        "how unusual this hour of day (UTC) is for the actor (shrunk to the role)",
     ),
+    Feature("no_ticket", "flag", "1 when the access carries no ticket (no justification)"),
+    Feature(
+        "new_ip_or_device",
+        "count 0..2",
+        "an established actor on an IP and/or device never seen before",
+    ),
+    Feature(
+        "first_time",
+        "count 0..3",
+        "an established actor's first use of this action / resource type / field",
+    ),
+    Feature("denied_1h", "ln(1+events)", "denied or failed accesses in the last hour"),
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 
@@ -112,13 +149,34 @@ def typical_day(state: ActorState, role_median: float, actor_value: float) -> fl
     return (actor_value * days + role_median * PRIOR_DAYS) / (days + PRIOR_DAYS)
 
 
+def surprisal(event: AccessEvent, state: ActorState, role: RoleProfile) -> float:
+    """-ln p of (action, resource type) for this actor, each shrunk towards the role.
+
+    >>> from models.peers import RoleProfile
+    >>> role = RoleProfile(1, {"view": 0.5}, {"review": 0.5}, [1 / 24] * 24, [1 / 7] * 7, 1, 1, 0, 1, {})
+    >>> round(surprisal(AccessEvent("e", "t", 0.0, "a", "view", "review"), ActorState(0.0, 0.0), role), 4)
+    1.3863
+    """
+    denominator = state.hist_n + PRIOR_EVENTS
+    p_action = (
+        state.actions.get(event.action, 0) + PRIOR_EVENTS * role.action_probability(event.action)
+    ) / denominator
+    p_resource = (
+        state.resource_types.get(event.resource_type, 0)
+        + PRIOR_EVENTS * role.resource_type_probability(event.resource_type)
+    ) / denominator
+    return -math.log(p_action) - math.log(p_resource)
+
+
 def feature_row(
     event: AccessEvent, state: ActorState, peers: PeerBaseline, is_new_resource: bool
 ) -> list[float]:
     """Compute the :data:`FEATURES` vector for ``event``.
 
     ``state`` must already include ``event`` in its windows (see
-    :func:`models.state.advance_windows`) but not yet in its baseline.
+    :func:`models.state.advance_windows`) but not yet in its baseline. Volume ratios are
+    clipped at 0: an actor doing *less* than usual is not an insider signal, and the clip
+    leaves normal traffic concentrated at 0, where the forest isolates any excess quickly.
     """
     del is_new_resource  # reflected in the windows already; kept for a stable signature
     role = peers.profile(event.actor_role)
@@ -132,13 +190,15 @@ def feature_row(
     hour_records_typ = day_records_typ / WORKING_HOURS_PER_DAY
 
     win = state.win
-    events_10m = win[_TAU_10M * 5 + W_EVENTS]
-    events_1h = win[_TAU_1H * 5 + W_EVENTS]
-    records_1h = win[_TAU_1H * 5 + W_RECORDS]
-    new_res_1h = win[_TAU_1H * 5 + W_NEW_RESOURCES]
-    no_ticket_1h = win[_TAU_1H * 5 + W_NO_TICKET]
-    denied_1h = win[_TAU_1H * 5 + W_DENIED]
-    records_24h = window_value(state, _TAU_24H, W_RECORDS)
+    q = N_QUANTITIES
+    events_10m = win[_TAU_10M * q + W_EVENTS]
+    events_1h = win[_TAU_1H * q + W_EVENTS]
+    records_1h = win[_TAU_1H * q + W_RECORDS]
+    new_res_1h = win[_TAU_1H * q + W_NEW_RESOURCES]
+    no_ticket_1h = win[_TAU_1H * q + W_NO_TICKET]
+    denied_1h = win[_TAU_1H * q + W_DENIED]
+    rare_1h = win[_TAU_1H * q + W_RARE]
+    no_ticket_24h = win[_TAU_24H * q + W_NO_TICKET]
 
     no_ticket_share = (state.no_ticket_n + PRIOR_EVENTS * role.no_ticket_share) / (
         hist_n + PRIOR_EVENTS
@@ -149,32 +209,34 @@ def feature_row(
     action_role_p = role.action_probability(event.action)
     resource_role_p = role.resource_type_probability(event.resource_type)
     hour = (int(event.ts) % DAY_S) // 3600
-    weekday = (int(event.ts // DAY_S) + 3) % 7
-    day_events = state.day_events if int(event.ts // DAY_S) == state.day else 1
+    field_rarity = 0.0
+    new_fields = 0
+    for name in event.fields:
+        field_rarity = max(field_rarity, -log(role.field_probability(name)))
+        if mature and stable_hash(name) not in state.fields_seen:
+            new_fields = 1
+    new_ip = mature and not is_known(state.ips, event.source_ip)
+    new_device = mature and not is_known(state.devices, event.device_id)
 
     return [
-        log(1.0 + event.record_count),
-        float(len(event.fields)),
-        0.0 if event.ticket_id else 1.0,
-        log(1.0 + events_10m),
-        log((1.0 + events_1h) / (1.0 + hour_events_typ)),
-        log((1.0 + records_1h) / (1.0 + hour_records_typ)),
-        log((1.0 + records_24h) / (1.0 + role.median_day_records)),
-        log(1.0 + new_res_1h),
-        log((1.0 + new_res_1h) / (1.0 + hour_events_typ)),
-        log((1.0 + no_ticket_1h) / (1.0 + events_1h * no_ticket_share)),
-        log(1.0 + denied_1h),
-        log((1.0 + day_events) / (1.0 + day_events_typ)),
-        log((1.0 + day_events) / (1.0 + role.median_day_events)),
+        max(0.0, log((1.0 + event.record_count) / (1.0 + role.p99_records_per_event))),
+        max(0.0, log((1.0 + events_10m) / (1.0 + hour_events_typ / 6.0))),
+        max(0.0, log((1.0 + events_1h) / (1.0 + hour_events_typ))),
+        max(0.0, log((1.0 + records_1h) / (1.0 + hour_records_typ))),
+        max(0.0, log((1.0 + new_res_1h) / (1.0 + hour_events_typ))),
+        max(0.0, log((1.0 + no_ticket_1h) / (1.0 + events_1h * no_ticket_share))),
+        log(1.0 + rare_1h),
+        max(0.0, log((1.0 + no_ticket_24h) / (1.0 + day_events_typ * no_ticket_share))),
         -log((action_count + PRIOR_EVENTS * action_role_p) / denominator),
         -log((resource_count + PRIOR_EVENTS * resource_role_p) / denominator),
         -log(action_role_p),
         -log(resource_role_p),
+        field_rarity,
         -log((state.hours[hour] + PRIOR_EVENTS * role.hour_p[hour]) / denominator),
-        -log(role.hour_p[hour]),
-        -log((state.weekdays[weekday] + PRIOR_EVENTS * role.weekday_p[weekday]) / denominator),
-        1.0 if mature and not is_known(state.ips, event.source_ip) else 0.0,
-        1.0 if mature and not is_known(state.devices, event.device_id) else 0.0,
-        1.0 if mature and action_count == 0 else 0.0,
-        1.0 if mature and resource_count == 0 else 0.0,
+        0.0 if event.ticket_id else 1.0,
+        float(new_ip) + float(new_device),
+        float(mature and action_count == 0)
+        + float(mature and resource_count == 0)
+        + float(new_fields),
+        log(1.0 + denied_1h),
     ]

@@ -30,6 +30,13 @@ def _median(values: list[float]) -> float:
     return (ordered[mid - 1] + ordered[mid]) / 2.0
 
 
+def _quantile(values: list[int], q: float) -> float:
+    if not values:
+        return 1.0
+    ordered = sorted(values)
+    return float(ordered[min(len(ordered) - 1, int(q * len(ordered)))])
+
+
 @dataclass(slots=True)
 class RoleProfile:
     """Access mix and daily volume of one role (probabilities sum to about 1)."""
@@ -42,12 +49,18 @@ class RoleProfile:
     median_day_events: float
     median_day_records: float
     no_ticket_share: float
+    p99_records_per_event: float
+    field_p: dict[str, float]
 
     def action_probability(self, action: str) -> float:
         return self.action_p.get(action, PROBABILITY_FLOOR)
 
     def resource_type_probability(self, resource_type: str) -> float:
         return self.resource_type_p.get(resource_type, PROBABILITY_FLOOR)
+
+    def field_probability(self, name: str) -> float:
+        """Share of the role's accesses that return field ``name``."""
+        return self.field_p.get(name, PROBABILITY_FLOOR)
 
 
 @dataclass(slots=True)
@@ -94,6 +107,8 @@ def build_peer_baseline(events: Iterable[AccessEvent]) -> PeerBaseline:
     weekdays: dict[str, list[int]] = defaultdict(lambda: [0] * 7)
     no_ticket: Counter = Counter()
     totals: Counter = Counter()
+    field_counts: dict[str, Counter] = defaultdict(Counter)
+    records_per_event: dict[str, list[int]] = defaultdict(list)
     actor_day_events: Counter = Counter()
     actor_day_records: Counter = Counter()
     actor_roles: dict[str, str] = {}
@@ -107,6 +122,9 @@ def build_peer_baseline(events: Iterable[AccessEvent]) -> PeerBaseline:
             totals[role] += 1
             if not event.ticket_id:
                 no_ticket[role] += 1
+            for name in set(event.fields):
+                field_counts[role][name] += 1
+            records_per_event[role].append(event.record_count)
         day_key = (event.actor_id, event.actor_role, int(event.ts // _DAY_S))
         actor_day_events[day_key] += 1
         actor_day_records[day_key] += event.record_count
@@ -133,7 +151,13 @@ def build_peer_baseline(events: Iterable[AccessEvent]) -> PeerBaseline:
             median_day_events=_median(day_events_by_role[role]),
             median_day_records=_median(day_records_by_role[role]),
             no_ticket_share=no_ticket[role] / totals[role],
+            p99_records_per_event=_quantile(records_per_event[role], 0.99),
+            field_p={
+                k: (v + 0.5) / (totals[role] + 1.0) for k, v in sorted(field_counts[role].items())
+            },
         )
     if GLOBAL_ROLE not in roles:
-        roles[GLOBAL_ROLE] = RoleProfile(0, {}, {}, [1 / 24] * 24, [1 / 7] * 7, 0.0, 0.0, 0.0)
+        roles[GLOBAL_ROLE] = RoleProfile(
+            0, {}, {}, [1 / 24] * 24, [1 / 7] * 7, 0.0, 0.0, 0.0, 1.0, {}
+        )
     return PeerBaseline(roles=roles)

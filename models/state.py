@@ -7,7 +7,7 @@ that serialises between batches computes exactly what one that never serialises 
 Two kinds of memory live here:
 
 * **windows** (10 min, 1 h, 24 h): exponentially decayed sums of events, records, first-seen
-  resources, no-ticket accesses and denied accesses. Every event feeds them, flagged or not,
+  resources, no-ticket accesses, denied accesses and rare (for this actor) accesses. Every event feeds them, flagged or not,
   because an ongoing burst must keep counting.
 * **baseline**: what is normal for this actor: hour-of-day and day-of-week histograms,
   action and resource-type counts, known IPs and devices, typical daily volume. Only events
@@ -36,6 +36,8 @@ __all__ = [
     "W_NEW_RESOURCES",
     "W_NO_TICKET",
     "W_DENIED",
+    "W_RARE",
+    "N_QUANTITIES",
     "LATENESS_S",
     "new_state",
     "advance_windows",
@@ -47,8 +49,8 @@ __all__ = [
 ]
 
 WINDOW_TAUS_S = (600.0, 3600.0, 86400.0)
-W_EVENTS, W_RECORDS, W_NEW_RESOURCES, W_NO_TICKET, W_DENIED = range(5)
-_N_QUANTITIES = 5
+W_EVENTS, W_RECORDS, W_NEW_RESOURCES, W_NO_TICKET, W_DENIED, W_RARE = range(6)
+N_QUANTITIES = 6
 LATENESS_S = 3600.0
 DAY_S = 86400
 DAILY_EWMA_ALPHA = 0.2
@@ -56,10 +58,11 @@ MAX_ACTIONS = 10
 MAX_RESOURCE_TYPES = 14
 MAX_IPS = 6
 MAX_DEVICES = 4
+MAX_FIELDS_SEEN = 16
 RECENT_RESOURCES = 24
 HISTOGRAM_HALVING_AT = 4096
 OTHER = "~other"
-STATE_FORMAT = 1
+STATE_FORMAT = 2
 
 
 def stable_hash(text: str) -> int:
@@ -79,7 +82,7 @@ class ActorState:
     last_ts: float
     n_seen: int = 0
     win_ts: float = 0.0
-    win: list[float] = field(default_factory=lambda: [0.0] * (3 * _N_QUANTITIES))
+    win: list[float] = field(default_factory=lambda: [0.0] * (3 * N_QUANTITIES))
     day: int = 0
     day_events: int = 0
     day_clean_events: int = 0
@@ -95,6 +98,7 @@ class ActorState:
     weekdays: list[int] = field(default_factory=lambda: [0] * 7)
     ips: list[list[int]] = field(default_factory=list)
     devices: list[list[int]] = field(default_factory=list)
+    fields_seen: list[int] = field(default_factory=list)
     recent_resources: list[int] = field(default_factory=list)
     role: str = "unknown"
     incident: list | None = None
@@ -113,7 +117,7 @@ def new_state(event: AccessEvent) -> ActorState:
 
 def window_value(state: ActorState, tau_index: int, quantity: int) -> float:
     """Decayed sum of ``quantity`` over window ``tau_index``, as of ``state.win_ts``."""
-    return state.win[tau_index * _N_QUANTITIES + quantity]
+    return state.win[tau_index * N_QUANTITIES + quantity]
 
 
 def _roll_day(state: ActorState, day: int) -> None:
@@ -133,8 +137,13 @@ def _roll_day(state: ActorState, day: int) -> None:
     state.day_clean_records = 0
 
 
-def advance_windows(state: ActorState, event: AccessEvent) -> tuple[bool, bool]:
+def advance_windows(
+    state: ActorState, event: AccessEvent, is_rare: bool = False
+) -> tuple[bool, bool]:
     """Add ``event`` to the decayed windows; return ``(is_late, is_new_resource)``.
+
+    ``is_rare`` says whether the access is rare for this actor (see
+    :func:`models.features.surprisal`); rare accesses are counted in their own window.
 
     An event older than ``win_ts - LATENESS_S`` is late: it is still scored but does not
     change the windows.
@@ -169,19 +178,20 @@ def advance_windows(state: ActorState, event: AccessEvent) -> tuple[bool, bool]:
         1.0 if is_new_resource and state.n_seen > 0 else 0.0,
         0.0 if event.ticket_id else 1.0,
         0.0 if event.outcome == "success" else 1.0,
+        1.0 if is_rare else 0.0,
     )
     win = state.win
     dt = ts - state.win_ts
     for t_index, tau in enumerate(WINDOW_TAUS_S):
-        base = t_index * _N_QUANTITIES
+        base = t_index * N_QUANTITIES
         if dt >= 0:
             decay = math.exp(-dt / tau)
-            for q in range(_N_QUANTITIES):
+            for q in range(N_QUANTITIES):
                 win[base + q] = win[base + q] * decay + increments[q]
         else:
             # Late but inside the bound: add with the decay it would have had by now.
             weight = math.exp(dt / tau)
-            for q in range(_N_QUANTITIES):
+            for q in range(N_QUANTITIES):
                 win[base + q] += increments[q] * weight
     if dt > 0:
         state.win_ts = ts
@@ -239,6 +249,10 @@ def absorb_into_baseline(state: ActorState, event: AccessEvent) -> None:
         _remember(state.ips, stable_hash(event.source_ip), seen_at, MAX_IPS)
     if event.device_id is not None:
         _remember(state.devices, stable_hash(event.device_id), seen_at, MAX_DEVICES)
+    for name in event.fields:
+        field_hash = stable_hash(name)
+        if field_hash not in state.fields_seen and len(state.fields_seen) < MAX_FIELDS_SEEN:
+            state.fields_seen.append(field_hash)
     if int(event.ts // DAY_S) == state.day:
         state.day_clean_events += 1
         state.day_clean_records += event.record_count
@@ -282,6 +296,7 @@ def state_to_bytes(state: ActorState) -> bytes:
             state.weekdays,
             state.ips,
             state.devices,
+            state.fields_seen,
             state.recent_resources,
             state.role,
             state.incident,

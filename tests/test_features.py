@@ -30,14 +30,17 @@ def test_fresh_actor_features_fall_back_to_the_role():
     state = new_state(event)
     _, is_new = advance_windows(state, event)
     row = dict(zip(FEATURE_NAMES, feature_row(event, state, peers, is_new), strict=True))
-    assert row["log_record_count"] == math.log(10)
-    assert row["sensitive_field_count"] == 1.0
+    # 9 records vs the role's 99th percentile of 1 record per access
+    assert math.isclose(row["records_vs_role"], math.log(10 / 2))
     assert row["no_ticket"] == 1.0
-    assert row["events_10m"] == math.log(2)
+    # one access in 10 min vs a typical pace of 40 per day / 8 h / 6 (role median: 40 per day)
+    typical_10m = 40 / 8 / 6
+    assert math.isclose(row["events_10m_vs_actor"], max(0.0, math.log(2 / (1 + typical_10m))))
+    assert math.isclose(row["field_role_rarity"], -math.log(role.field_probability("email")))
     # no history: the actor's action probability is the role's (shrinkage prior)
     assert math.isclose(row["action_novelty"], -math.log(role.action_p["update"]))
     assert math.isclose(row["action_role_rarity"], -math.log(role.action_p["update"]))
-    assert row["first_time_action"] == 0.0  # not established yet: no novelty flags
+    assert row["first_time"] == 0.0 and row["new_ip_or_device"] == 0.0  # not established yet
 
 
 def test_established_actor_gets_novelty_flags():
@@ -51,7 +54,7 @@ def test_established_actor_gets_novelty_flags():
     odd = parse_event(event_bytes(100, action="export", source_ip="203.0.113.9", device_id="d2"))
     _, is_new = advance_windows(state, odd)
     row = dict(zip(FEATURE_NAMES, feature_row(odd, state, peers, is_new), strict=True))
-    assert row["new_ip"] == 1.0 and row["new_device"] == 1.0 and row["first_time_action"] == 1.0
+    assert row["new_ip_or_device"] == 2.0 and row["first_time"] == 1.0
     p_role = peers.profile("customer_support").action_probability("export")
     expected = -math.log((0 + PRIOR_EVENTS * p_role) / (40 + PRIOR_EVENTS))
     assert math.isclose(row["action_novelty"], expected)
