@@ -30,6 +30,7 @@ from models.forest import path_attribution, score
 from models.incidents import SEVERITIES, IncidentSettings, incident_fields, step_incident
 from models.peers import PeerBaseline
 from models.state import ActorState, absorb_into_baseline, advance_windows, new_state
+from models.sustained import cusum_step
 
 __all__ = ["Scored", "BatchOutcome", "Detector", "observe", "rfc3339", "ALERT_SCHEMA"]
 
@@ -110,6 +111,9 @@ class Detector:
         cuts = model.manifest["severity_thresholds"]
         self._cuts = (self.threshold, cuts["medium"], cuts["high"], cuts["critical"])
         self.incident_settings = IncidentSettings(**model.manifest["incident"])
+        sustained = model.manifest.get("sustained") or {}
+        self._cusum_reference = float(sustained.get("reference", 1.0))
+        self._cusum_limit = float(sustained.get("limit", float("inf")))
         self._pseudonymize_key = pseudonymize_key
 
     def severity_level(self, value: float) -> int:
@@ -146,18 +150,33 @@ class Detector:
                 wave_states.append((state, is_late))
             matrix = np.asarray(rows, dtype=np.float64)
             wave_scores = score(model.forest, matrix)
-            flagged_rows = np.flatnonzero(wave_scores >= self.threshold)
+            triggers: list[str | None] = []
+            for position, index in enumerate(wave):
+                event = events[index]
+                state = wave_states[position][0]
+                value = float(wave_scores[position])
+                state.cusum = cusum_step(
+                    state.cusum, state.cusum_ts, event.ts, value, self._cusum_reference
+                )
+                state.cusum_ts = max(state.cusum_ts, event.ts)
+                if value >= self.threshold:
+                    triggers.append("point")
+                elif state.cusum >= self._cusum_limit:
+                    triggers.append("sustained")
+                else:
+                    triggers.append(None)
+            flagged_rows = [p for p, trigger in enumerate(triggers) if trigger is not None]
             attributions = (
-                path_attribution(model.forest, matrix[flagged_rows]) if flagged_rows.size else None
+                path_attribution(model.forest, matrix[flagged_rows]) if flagged_rows else None
             )
-            attribution_of = {int(r): k for k, r in enumerate(flagged_rows)}
+            attribution_of = {r: k for k, r in enumerate(flagged_rows)}
             for position, index in enumerate(wave):
                 event = events[index]
                 state, is_late = wave_states[position]
                 value = float(wave_scores[position])
-                flagged = position in attribution_of
-                scored[index] = Scored(event, value, flagged, is_late)
-                if not flagged:
+                trigger = triggers[position]
+                scored[index] = Scored(event, value, trigger is not None, is_late)
+                if trigger is None:
                     absorb_into_baseline(state, event)
                     continue
                 step = step_incident(
@@ -173,11 +192,13 @@ class Detector:
                 if step.emit:
                     attribution = attributions[attribution_of[position]]
                     alerts.append(
-                        self._alert(event, state, value, is_late, step, attribution, detected_at)
+                        self._alert(
+                            event, state, value, is_late, step, attribution, detected_at, trigger
+                        )
                     )
         return BatchOutcome(scored=[s for s in scored if s is not None], alerts=alerts)
 
-    def _alert(self, event, state, value, is_late, step, attribution, detected_at) -> dict:
+    def _alert(self, event, state, value, is_late, step, attribution, detected_at, trigger) -> dict:
         model = self.model
         role = model.peers.profile(event.actor_role)
         warming_up = state.hist_n < MATURE_EVENTS or state.active_days < WARMUP_ACTIVE_DAYS
@@ -206,8 +227,10 @@ class Detector:
             "warming_up": warming_up,
             "confidence": round(confidence, 3),
             "late": is_late,
+            "trigger": trigger,
+            "sustained_evidence": round(state.cusum, 4),
             "reasons": [reason.as_dict() for reason in reasons],
-            "summary": summarise(event, reasons, warming_up),
+            "summary": summarise(event, reasons, warming_up, trigger == "sustained"),
             "event": {
                 "action": event.action,
                 "resource_type": event.resource_type,

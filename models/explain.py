@@ -203,7 +203,9 @@ def explain(
     return reasons
 
 
-def summarise(event: AccessEvent, reasons: list[Reason], warming_up: bool) -> str:
+def summarise(
+    event: AccessEvent, reasons: list[Reason], warming_up: bool, sustained: bool = False
+) -> str:
     """One plain sentence for the analyst.
 
     >>> from models.events import AccessEvent
@@ -218,4 +220,5 @@ def summarise(event: AccessEvent, reasons: list[Reason], warming_up: bool) -> st
         or f"unusual {event.action} on {event.resource_type}"
     )
     suffix = " (little history for this actor yet: low confidence)" if warming_up else ""
-    return f"{who}: {body}{suffix}."
+    lead = "sustained unusual activity; " if sustained else ""
+    return f"{who}: {lead}{body}{suffix}."

@@ -102,6 +102,8 @@ class ActorState:
     recent_resources: list[int] = field(default_factory=list)
     role: str = "unknown"
     incident: list | None = None
+    cusum: float = 0.0
+    cusum_ts: float = 0.0
 
 
 def new_state(event: AccessEvent) -> ActorState:
@@ -300,6 +302,8 @@ def state_to_bytes(state: ActorState) -> bytes:
             state.recent_resources,
             state.role,
             state.incident,
+            state.cusum,
+            state.cusum_ts,
         ]
     )
 

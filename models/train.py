@@ -23,10 +23,13 @@ from models.forest import export_forest, path_attribution, score
 from models.incidents import IncidentSettings
 from models.peers import PeerBaseline, build_peer_baseline
 from models.state import DAY_S, ActorState, absorb_into_baseline
+from models.sustained import CUSUM_TAU_S, cusum_series
 
 __all__ = ["featurize_history", "count_incidents", "calibrate_threshold", "train_model"]
 
 DEFAULT_ALERT_BUDGET = 2.0  # incidents per 1,000 actor-days
+POINT_SHARE = 0.5  # share of the budget for single-event anomalies; the rest is for sustained ones
+CUSUM_REFERENCE_QUANTILE = 0.999
 SCORE_QUANTILES = (0.5, 0.9, 0.99, 0.999, 0.9999)
 
 
@@ -95,6 +98,25 @@ def calibrate_threshold(
     return float(candidates[best])
 
 
+def _calibrate_cusum(point_flags, cusum, actor_codes, ts, allowed, settings) -> float:
+    """Lowest CUSUM limit keeping point + sustained incidents within ``allowed``."""
+    candidates = np.unique(cusum[cusum > 0])[::-1]
+    if candidates.size == 0:
+        return float("inf")
+    candidates = candidates[: max(2000, int(allowed * 200))]
+    best = float("inf")
+    lo, hi = 0, candidates.size - 1
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        n = count_incidents(actor_codes, ts, point_flags | (cusum >= candidates[mid]), settings)
+        if n <= allowed:
+            best = float(candidates[mid])
+            lo = mid + 1
+        else:
+            hi = mid - 1
+    return best
+
+
 def train_model(
     events: Sequence[AccessEvent],
     model_dir: str | Path,
@@ -132,7 +154,13 @@ def train_model(
     actor_codes = np.fromiter((code_of[e.actor_id] for e in kept), dtype=np.int64, count=len(kept))
     actor_days = len({(e.actor_id, int(e.ts // DAY_S)) for e in kept})
     allowed = alert_budget * actor_days / 1000.0
-    threshold = calibrate_threshold(train_scores, actor_codes, ts, allowed, incident)
+    # Half the budget for point anomalies, the rest for sustained ones (CUSUM).
+    threshold = calibrate_threshold(train_scores, actor_codes, ts, allowed * POINT_SHARE, incident)
+    reference = float(np.quantile(train_scores, CUSUM_REFERENCE_QUANTILE))
+    cusum = cusum_series(actor_codes, ts, train_scores, reference)
+    cusum_limit = _calibrate_cusum(
+        train_scores >= threshold, cusum, actor_codes, ts, allowed, incident
+    )
 
     tail = np.sort(train_scores[train_scores >= threshold])
 
@@ -166,9 +194,10 @@ def train_model(
         "actor_days": actor_days,
         "alert_budget_per_1000_actor_days": alert_budget,
         "training_incidents_at_threshold": count_incidents(
-            actor_codes, ts, train_scores >= threshold, incident
+            actor_codes, ts, (train_scores >= threshold) | (cusum >= cusum_limit), incident
         ),
         "threshold": threshold,
+        "sustained": {"reference": reference, "limit": cusum_limit, "tau_s": CUSUM_TAU_S},
         "severity_thresholds": severity,
         "score_quantiles": {str(q): float(np.quantile(train_scores, q)) for q in SCORE_QUANTILES},
         "incident": {"gap_s": incident.gap_s, "max_duration_s": incident.max_duration_s},

@@ -1,0 +1,305 @@
+"""Pipeline benchmark against the real local broker (not part of the test run).
+
+1. Pre-fills a 6-partition topic with >= 500k simulated events (realistic actor mix).
+2. Ceiling: a plain aiokafka consumer reads the whole topic (same run, same broker).
+3. One insiderwatch worker consumes the same topic end to end (decode, state, features,
+   score, alerts, changelog); events/s from its own metrics, and its RSS.
+4. Latency: a fresh worker fed at a fixed 2,000 events/s with 1% injected obvious anomalies;
+   event-to-alert latency = broker timestamp of the alert - producer timestamp of the event.
+
+Run: .venv/bin/python benchmarks/bench_pipeline.py [--events 500000] [--latency-seconds 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import print_table, save  # noqa: E402
+from models.events import parse_event  # noqa: E402
+from models.simulate import SimulationConfig, simulate  # noqa: E402
+from models.train import train_model  # noqa: E402
+from stream.broker import LocalKafka  # noqa: E402
+from stream.settings import Settings  # noqa: E402
+from stream.topics import create_topics  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+WORK = REPO / ".local" / "bench"
+
+
+def _settings(broker: str, tag: str, model_dir: Path) -> Settings:
+    return Settings.load(
+        {
+            "broker": broker,
+            "topic.events": f"bench-events-{tag}",
+            "topic.alerts": f"bench-alerts-{tag}",
+            "topic.dlq": f"bench-dlq-{tag}",
+            "app.id": f"bench-{tag}",
+            "model.dir": str(model_dir),
+            "web.port": 6091,
+            "data.dir": str(WORK / f"data-{tag}"),
+        },
+        environ={},
+    )
+
+
+def _produce(
+    settings: Settings, values: list[tuple[bytes, bytes]], rate: float | None = None
+) -> list[float]:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(
+        bootstrap_servers=settings.broker,
+        acks=1,
+        linger_ms=5,
+        batch_size=512 * 1024,
+        compression_type=None,
+    )
+    sent_at = []
+    start = time.monotonic()
+    for i, (key, value) in enumerate(values):
+        producer.send(settings.topic_events, key=key, value=value)
+        sent_at.append(time.time())
+        if rate:
+            ahead = (i + 1) / rate - (time.monotonic() - start)
+            if ahead > 0.001:
+                time.sleep(ahead)
+    producer.flush()
+    producer.close()
+    return sent_at
+
+
+async def _raw_consume(settings: Settings, expected: int) -> float:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(settings.topic_events) or set()
+        tps = [TopicPartition(settings.topic_events, p) for p in partitions]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        count = 0
+        start = time.perf_counter()
+        while count < expected:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            for records in batch.values():
+                for record in records:
+                    orjson.loads(record.value)  # a consumer that at least decodes the JSON
+                    count += 1
+        return count / (time.perf_counter() - start)
+    finally:
+        await consumer.stop()
+
+
+def _metric(port: int, name: str) -> float:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return -1.0
+    total = 0.0
+    for line in text.splitlines():
+        match = re.match(rf"^{re.escape(name)}(\{{[^}}]*\}})? ([0-9.e+-]+)$", line)
+        if match:
+            total += float(match.group(2))
+    return total
+
+
+def _start_worker(settings: Settings, log_name: str) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INSIDERWATCH_")}
+    env.update(settings.as_env())
+    log = open(WORK / log_name, "wb")  # noqa: SIM115
+    return subprocess.Popen(
+        [sys.executable, "-m", "stream.cli", "worker"],
+        env=env,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _wait_ready(port: int, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("worker not ready")
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=500_000)
+    parser.add_argument("--latency-seconds", type=float, default=30.0)
+    parser.add_argument("--port", type=int, default=29092)
+    args = parser.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    broker = LocalKafka(
+        REPO / ".local" / "bench-kafka", port=args.port, controller_port=args.port + 1, heap_mb=1024
+    )
+    print(f"broker: {broker.start()}")
+
+    days = max(8, int(args.events / 500 / 1150) + 1)
+    docs = list(simulate(SimulationConfig(actors=500, days=days, seed=5)))[: args.events]
+    print(f"simulated {len(docs)} events ({days} days, 500 actors)")
+    model_dir = WORK / "model"
+    if not (model_dir / "manifest.json").exists():
+        train_model(
+            [parse_event(orjson.dumps(d)) for d in docs[: min(len(docs), 300_000)]], model_dir
+        )
+    values = [(d["actor_id"].encode(), orjson.dumps(d)) for d in docs]
+
+    tag = uuid.uuid4().hex[:6]
+    settings = _settings(broker.bootstrap, tag, model_dir)
+    create_topics(settings)
+    start = time.perf_counter()
+    _produce(settings, values)
+    print(
+        f"pre-filled {settings.topic_events} with {len(values)} events in {time.perf_counter() - start:.1f} s"
+    )
+
+    raw_rate = asyncio.run(_raw_consume(settings, len(values)))
+    print(f"plain aiokafka consumer: {raw_rate:,.0f} events/s")
+
+    worker = _start_worker(settings, f"worker-{tag}.log")
+    try:
+        _wait_ready(6091)
+        start = time.perf_counter()
+        peak_rss = 0.0
+        while _metric(6091, "insiderwatch_events_consumed_total") < len(values):
+            time.sleep(0.5)
+            peak_rss = max(peak_rss, _rss_mb(worker.pid))
+        elapsed = time.perf_counter() - start
+        worker_rate = len(values) / elapsed
+        actors = _metric(6091, "insiderwatch_actor_states")
+    finally:
+        _stop(worker)
+    print(
+        f"insiderwatch worker: {worker_rate:,.0f} events/s end to end, peak RSS {peak_rss:.0f} MB"
+    )
+
+    # Latency at a fixed offered rate, with 1% obvious anomalies from distinct actors.
+    tag2 = uuid.uuid4().hex[:6]
+    lat_settings = _settings(broker.bootstrap, tag2, model_dir)
+    create_topics(lat_settings)
+    worker = _start_worker(lat_settings, f"worker-{tag2}.log")
+    n = int(2000 * args.latency_seconds)
+    paced = []
+    for i, (key, value) in enumerate(values[:n]):
+        if i % 100 == 50:
+            doc = orjson.loads(value)
+            doc.update(
+                {
+                    "event_id": f"lat-{i}",
+                    "actor_id": f"mallory-{i}",
+                    "action": "export",
+                    "resource_type": "customer_contact",
+                    "record_count": 80_000,
+                    "ticket_id": None,
+                }
+            )
+            paced.append((doc["actor_id"].encode(), orjson.dumps(doc)))
+        else:
+            paced.append((key, value))
+    try:
+        _wait_ready(6091)
+        sent_at = _produce(lat_settings, paced, rate=2000.0)
+        sent_by_id = {
+            orjson.loads(v)["event_id"]: t for (_, v), t in zip(paced, sent_at, strict=True)
+        }
+        while _metric(6091, "insiderwatch_events_consumed_total") < len(paced):
+            time.sleep(0.2)
+        time.sleep(1.0)
+        from kafka import KafkaConsumer, TopicPartition
+
+        consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, consumer_timeout_ms=3000)
+        tps = [
+            TopicPartition(lat_settings.topic_alerts, p)
+            for p in consumer.partitions_for_topic(lat_settings.topic_alerts)
+        ]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        latencies = []
+        for record in consumer:
+            alert = orjson.loads(record.value)
+            if alert["status"] == "new" and alert["event_id"] in sent_by_id:
+                latencies.append(record.timestamp / 1000 - sent_by_id[alert["event_id"]])
+        consumer.close()
+        decision_p99 = None
+    finally:
+        _stop(worker)
+    lat = np.array(latencies) * 1000
+    rows = [
+        ["raw aiokafka consume (ceiling)", f"{raw_rate:,.0f} ev/s", ""],
+        [
+            "insiderwatch worker end to end",
+            f"{worker_rate:,.0f} ev/s",
+            f"{worker_rate / raw_rate:.0%} of ceiling",
+        ],
+        ["worker peak RSS", f"{peak_rss:.0f} MB", f"{actors:.0f} actors in state"],
+        [
+            "event-to-alert p50 @2,000 ev/s",
+            f"{np.percentile(lat, 50):.0f} ms",
+            f"{lat.size} alerts",
+        ],
+        ["event-to-alert p99 @2,000 ev/s", f"{np.percentile(lat, 99):.0f} ms", ""],
+    ]
+    print_table(["measure", "value", "note"], rows)
+    path = save(
+        "pipeline",
+        {
+            "events": len(values),
+            "partitions": 6,
+            "raw_aiokafka_events_per_s": raw_rate,
+            "worker_events_per_s": worker_rate,
+            "ratio_to_raw": worker_rate / raw_rate,
+            "worker_peak_rss_mb": peak_rss,
+            "latency_ms": {
+                "p50": float(np.percentile(lat, 50)),
+                "p99": float(np.percentile(lat, 99)),
+                "n": int(lat.size),
+            },
+            "decision_p99": decision_p99,
+        },
+    )
+    print(f"saved {path}")
+    broker.stop()
+
+
+if __name__ == "__main__":
+    main()
