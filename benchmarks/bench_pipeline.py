@@ -85,13 +85,11 @@ def _produce(
 async def _raw_consume(settings: Settings, expected: int) -> float:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False,
+                                auto_offset_reset="earliest")
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(settings.topic_events) or set()
-        tps = [TopicPartition(settings.topic_events, p) for p in partitions]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        consumer.assign([TopicPartition(settings.topic_events, p) for p in range(settings.topic_partitions)])
         count = 0
         start = time.perf_counter()
         while count < expected:
@@ -174,7 +172,7 @@ def main() -> None:
     )
     print(f"broker: {broker.start()}")
 
-    days = max(8, int(args.events / 500 / 1150) + 1)
+    days = max(8, int(args.events / 22_000) + 2)  # ~23k events per simulated day for 500 actors
     docs = list(simulate(SimulationConfig(actors=500, days=days, seed=5)))[: args.events]
     print(f"simulated {len(docs)} events ({days} days, 500 actors)")
     model_dir = WORK / "model"

@@ -38,6 +38,12 @@ app = faust.App(
     producer_acks=-1,
     broker_commit_every=10_000,
     broker_commit_interval=1.0,
+    # Throughput: bigger fetches and stream buffers, and let the producer batch the changelog
+    # and alert records for a few milliseconds instead of one request per record.
+    consumer_max_fetch_size=8 * 1024 * 1024,
+    stream_buffer_maxsize=20_000,
+    producer_linger=0.005,
+    producer_max_batch_size=512 * 1024,
     web_enabled=True,
     web_bind=settings.web_host,
     web_host=settings.web_host,
