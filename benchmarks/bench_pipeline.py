@@ -85,11 +85,14 @@ def _produce(
 async def _raw_consume(settings: Settings, expected: int) -> float:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.broker, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
-        consumer.assign([TopicPartition(settings.topic_events, p) for p in range(settings.topic_partitions)])
+        consumer.assign(
+            [TopicPartition(settings.topic_events, p) for p in range(settings.topic_partitions)]
+        )
         count = 0
         start = time.perf_counter()
         while count < expected:

@@ -1,0 +1,85 @@
+"""Offline benchmark: events/s of `insiderwatch score` on a simulated file, next to a plain
+JSON-decoding loop over the same file (the floor cost of reading it) in the same run.
+
+Run: .venv/bin/python benchmarks/bench_offline.py [--actors 500 --days 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import print_table, save  # noqa: E402
+from models.events import parse_event  # noqa: E402
+from models.simulate import SimulationConfig, simulate, write_jsonl  # noqa: E402
+from models.train import train_model  # noqa: E402
+
+WORK = Path(__file__).resolve().parent.parent / ".local" / "bench-offline"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--actors", type=int, default=500)
+    parser.add_argument("--days", type=int, default=10)
+    args = parser.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    history, live = WORK / "history.jsonl", WORK / "live.jsonl"
+    config = SimulationConfig(actors=args.actors, days=args.days + 8, seed=9, scenarios_from_day=8)
+    write_jsonl(simulate(SimulationConfig(**{**config.__dict__, "end_day": 8})), str(history))
+    count = write_jsonl(
+        simulate(SimulationConfig(**{**config.__dict__, "start_day": 8})), str(live)
+    )
+    train_model(
+        [parse_event(line) for line in history.read_bytes().splitlines()],
+        WORK / "model",
+        warmup_days=3,
+    )
+
+    started = time.perf_counter()
+    with live.open("rb") as handle:
+        for line in handle:
+            orjson.loads(line)
+    decode_rate = count / (time.perf_counter() - started)
+
+    started = time.perf_counter()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stream.cli",
+            "score",
+            "--model-dir",
+            str(WORK / "model"),
+            "--events",
+            str(live),
+            "--out",
+            str(WORK / "alerts.jsonl"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    score_rate = count / (time.perf_counter() - started)
+    print_table(
+        ["measure", "events/s", "note"],
+        [
+            ["plain orjson decode of the file", f"{decode_rate:,.0f}", "floor: read + parse only"],
+            [
+                "insiderwatch score (whole command)",
+                f"{score_rate:,.0f}",
+                f"{score_rate / decode_rate:.1%} of decode",
+            ],
+        ],
+    )
+    print(
+        f"saved {save('offline', {'events': count, 'decode_events_per_s': decode_rate, 'score_events_per_s': score_rate})}"
+    )
+
+
+if __name__ == "__main__":
+    main()
