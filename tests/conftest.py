@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,8 @@ def kafka_broker():
         message = broker.start(timeout_s=120)
     except BrokerError as exc:
         pytest.fail(f"the local Kafka broker could not start: {exc}", pytrace=False)
-    print(f"\n[kafka] {message}; Apache Kafka version {broker.version()}")
+    # Straight to the terminal (not captured): the CI log must show the real broker version.
+    print(f"\n[kafka] {message}; Apache Kafka version {broker.version()}", file=sys.__stderr__)
     yield broker
     broker.stop()
 

@@ -4,6 +4,7 @@ that match the contract, and the same alert ids as offline ``score``."""
 from __future__ import annotations
 
 import contextlib
+import sys
 
 import orjson
 import pytest
@@ -96,7 +97,7 @@ def test_every_event_is_scored_or_dead_lettered_and_alerts_match_offline(
         worker.wait_metric("insiderwatch_events_consumed_total", 1000)
         scored = worker.metric("insiderwatch_events_scored_total")
         dead = worker.metric("insiderwatch_events_dead_lettered_total")
-        print(f"\n[count] produced=1000 scored={scored:.0f} dlq={dead:.0f}")
+        print(f"\n[count] produced=1000 scored={scored:.0f} dlq={dead:.0f}", file=sys.__stderr__)
         assert scored + dead == 1000
         assert dead == 20
 
