@@ -87,6 +87,11 @@ events_topic = app.topic(
 )
 alerts_topic = app.topic(settings.topic_alerts, key_serializer="raw", value_serializer="raw")
 dlq_topic = app.topic(settings.topic_dlq, key_serializer="raw", value_serializer="raw")
+scores_topic = (
+    app.topic(settings.topic_scores, key_serializer="raw", value_serializer="raw")
+    if settings.topic_scores
+    else None
+)
 # Same wiring as app.Table(...), with our table class (app.conf.Table is app-wide).
 actor_state: ActorStateTable = app.tables.add(
     ActorStateTable(
@@ -118,6 +123,11 @@ async def _send_dlq(key: bytes | None, value: bytes) -> object:
     return await dlq_topic.send(key=key, value=value)
 
 
+async def _send_score(key: bytes | None, value: bytes) -> object:
+    assert scores_topic is not None
+    return await scores_topic.send(key=key, value=value)
+
+
 _processor: BatchProcessor | None = None
 
 
@@ -133,6 +143,7 @@ def processor() -> BatchProcessor:
             _send_dlq,
             metrics,
             settings.alert_format,
+            send_score=_send_score if scores_topic is not None else None,
         )
     return _processor
 

@@ -23,6 +23,7 @@ _BROKER_SETTINGS = (
     "topic.events",
     "topic.alerts",
     "topic.dlq",
+    "topic.scores",
     "topic.partitions",
     "topic.replication",
 )

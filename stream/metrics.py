@@ -8,7 +8,7 @@ __all__ = ["WorkerMetrics"]
 
 
 class WorkerMetrics:
-    """Counters that account for every consumed event: consumed == scored + dead-lettered."""
+    """Counters that account for every consumed event: consumed == scored + dead-lettered + replayed."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -21,6 +21,11 @@ class WorkerMetrics:
         )
         self.dead_lettered = Counter(
             "insiderwatch_events_dead_lettered", "Events sent to the DLQ", ["reason"], registry=r
+        )
+        self.replayed = Counter(
+            "insiderwatch_events_replayed",
+            "Redelivered events already reflected in the restored state (skipped, scored before)",
+            registry=r,
         )
         self.late = Counter(
             "insiderwatch_events_late",

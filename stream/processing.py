@@ -7,6 +7,8 @@ actor per batch, not per event), into the partition its events came from.
 
 from __future__ import annotations
 
+import asyncio
+import struct
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -21,9 +23,21 @@ from stream.dlq import dead_letter_record
 from stream.formats import format_alert
 from stream.metrics import WorkerMetrics
 
-__all__ = ["RawMessage", "BatchProcessor"]
+__all__ = ["RawMessage", "BatchProcessor", "encode_stored_state", "decode_stored_state"]
 
 Send = Callable[[bytes | None, bytes], Awaitable[object]]
+_POSITION = struct.Struct(">iq")  # input partition and offset the stored state reflects
+
+
+def encode_stored_state(state: ActorState, partition: int, offset: int) -> bytes:
+    """Table value: the input position the state reflects, then the state itself."""
+    return _POSITION.pack(partition, offset) + state_to_bytes(state)
+
+
+def decode_stored_state(data: bytes) -> tuple[ActorState, int, int]:
+    """Inverse of :func:`encode_stored_state`."""
+    partition, offset = _POSITION.unpack_from(data)
+    return state_from_bytes(data[_POSITION.size :]), partition, offset
 
 
 @dataclass(slots=True)
@@ -71,7 +85,9 @@ class BatchProcessor:
         send_dlq: Send,
         metrics: WorkerMetrics,
         alert_format: str = "native",
+        send_score: Send | None = None,
     ) -> None:
+        self.send_score = send_score
         self.detector = detector
         self.store = store
         self.send_alert = send_alert
@@ -93,8 +109,8 @@ class BatchProcessor:
         detected_at = rfc3339(now.timestamp())
         metrics = self.metrics
         metrics.consumed.inc(len(messages))
-        valid: list[AccessEvent] = []
-        partition_of: dict[str, int] = {}
+        parsed_events: list[tuple[AccessEvent, RawMessage]] = []
+        pending: list = []  # delivery futures that must resolve before state is written
         for message in messages:
             parsed = (
                 parse_event(message.value)
@@ -111,27 +127,90 @@ class BatchProcessor:
                     message.timestamp_ms,
                     detected_at,
                 )
-                await self.send_dlq(message.key, record)
+                pending.append(await self.send_dlq(message.key, record))
                 metrics.dead_lettered.labels(reason=parsed.reason).inc()
                 continue
             if message.key is not None and message.key != parsed.actor_id.encode():
                 metrics.key_mismatch.inc()
-            valid.append(parsed)
-            partition_of[parsed.actor_id] = message.partition
+            parsed_events.append((parsed, message))
 
+        # Load each actor's state once, with the input position it already reflects.
         states: dict[str, ActorState] = {}
-        for actor_id in partition_of:
+        applied: dict[str, tuple[int, int]] = {}
+        for event, _ in parsed_events:
+            actor_id = event.actor_id
+            if actor_id in applied:
+                continue
             stored = self.store.get(actor_id.encode())
-            if stored is not None:
-                states[actor_id] = state_from_bytes(stored)
+            if stored is None:
+                applied[actor_id] = (-1, -1)
+            else:
+                state, partition, offset = decode_stored_state(stored)
+                states[actor_id] = state
+                applied[actor_id] = (partition, offset)
+        # After a crash, Kafka redelivers events whose state update may already be in the
+        # changelog; re-applying them would double-count. Skip exactly those.
+        valid: list[AccessEvent] = []
+        valid_messages: list[RawMessage] = []
+        position_of: dict[str, tuple[int, int]] = {}
+        replayed = 0
+        for event, message in parsed_events:
+            partition, offset = applied[event.actor_id]
+            if message.partition == partition and message.offset <= offset:
+                replayed += 1
+                if self.send_score is not None:
+                    await self.send_score(
+                        message.key,
+                        orjson.dumps(
+                            {
+                                "event_id": event.event_id,
+                                "actor_id": event.actor_id,
+                                "replayed": True,
+                                "source": {
+                                    "partition": message.partition,
+                                    "offset": message.offset,
+                                },
+                            }
+                        ),
+                    )
+                continue
+            valid.append(event)
+            valid_messages.append(message)
+            position_of[event.actor_id] = (message.partition, message.offset)
+        if replayed:
+            metrics.replayed.inc(replayed)
         outcome = self.detector.process(valid, states, detected_at)
-        for actor_id, state in states.items():
-            self.store.put(actor_id.encode(), state_to_bytes(state), partition_of[actor_id])
 
         for alert in outcome.alerts:
             payload = format_alert(alert, self.alert_format)
-            await self.send_alert(alert["actor_id"].encode(), orjson.dumps(payload))
+            pending.append(await self.send_alert(alert["actor_id"].encode(), orjson.dumps(payload)))
             metrics.alerts.labels(severity=alert["severity"], status=alert["status"]).inc()
+        if self.send_score is not None:
+            for verdict, message in zip(outcome.scored, valid_messages, strict=True):
+                event = verdict.event
+                await self.send_score(
+                    message.key,
+                    orjson.dumps(
+                        {
+                            "event_id": event.event_id,
+                            "actor_id": event.actor_id,
+                            "score": verdict.score,
+                            "flagged": verdict.flagged,
+                            "source": {"partition": message.partition, "offset": message.offset},
+                        }
+                    ),
+                )
+        # Alerts and dead letters are acknowledged before the state that reflects them is
+        # written, so a crash can lose neither: at worst an alert is sent twice (same id).
+        if pending:
+            await asyncio.gather(*pending)
+        for actor_id, (partition, offset) in position_of.items():
+            self.store.put(
+                actor_id.encode(),
+                encode_stored_state(states[actor_id], partition, offset),
+                partition,
+            )
+
         metrics.scored.inc(len(outcome.scored))
         late = sum(1 for s in outcome.scored if s.late)
         if late:

@@ -29,6 +29,10 @@ SETTINGS_DOC: dict[str, tuple[object, str]] = {
         "access-events-dlq",
         "dead-letter topic: events that could not be scored, with reason",
     ),
+    "topic.scores": (
+        "",
+        "optional topic with every event's verdict (score, flagged, source offset); empty = off",
+    ),
     "topic.partitions": (6, "partitions of the events topic (the unit of scale-out)"),
     "topic.replication": (1, "replication factor for created topics"),
     "app.id": (
@@ -78,6 +82,7 @@ class Settings:
     topic_events: str
     topic_alerts: str
     topic_dlq: str
+    topic_scores: str
     topic_partitions: int
     topic_replication: int
     app_id: str
@@ -110,7 +115,7 @@ class Settings:
             if raw is None:
                 raw = environ.get(env_name(name))
                 source = env_name(name)
-            if raw is None:
+            if raw is None or (raw == "" and default != ""):
                 values[_attr(name)] = default
                 continue
             if isinstance(default, int):

@@ -58,11 +58,14 @@ def admin_client(settings: Settings, timeout_ms: int = 5000) -> KafkaAdminClient
 
 def _specs(settings: Settings) -> list[NewTopic]:
     r = settings.topic_replication
-    return [
+    specs = [
         NewTopic(settings.topic_events, settings.topic_partitions, r),
         NewTopic(settings.topic_alerts, settings.topic_partitions, r),
         NewTopic(settings.topic_dlq, settings.topic_partitions, r),
     ]
+    if settings.topic_scores:
+        specs.append(NewTopic(settings.topic_scores, settings.topic_partitions, r))
+    return specs
 
 
 def create_topics(settings: Settings) -> list[str]:

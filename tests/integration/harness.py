@@ -27,6 +27,7 @@ class Deployment:
     model_dir: Path
     workdir: Path
     partitions: int = 6
+    scores_topic: bool = False
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     workers: list = field(default_factory=list)
 
@@ -41,6 +42,8 @@ class Deployment:
             "model.dir": str(self.model_dir),
             "batch.max.ms": 50,
         }
+        if self.scores_topic:
+            overrides["topic.scores"] = f"scores-{self.tag}"
         self.settings = Settings.load(overrides, environ={})
         create_topics(self.settings)
 
@@ -71,17 +74,19 @@ class Deployment:
         for worker in self.workers:
             worker.terminate()
 
-    def produce(self, values: list[tuple[bytes | None, bytes]]) -> None:
+    def produce(self, values: list[tuple[bytes | None, bytes]]) -> list[tuple[int, int]]:
+        """Send ``values`` in order; return the (partition, offset) of each."""
         producer = KafkaProducer(
             bootstrap_servers=self.broker,
             acks="all",
             linger_ms=5,
             max_request_size=16 * 1024 * 1024,
         )
-        for key, value in values:
-            producer.send(self.settings.topic_events, key=key, value=value)
+        futures = [producer.send(self.settings.topic_events, key=k, value=v) for k, v in values]
         producer.flush()
+        positions = [(f.get().partition, f.get().offset) for f in futures]
         producer.close()
+        return positions
 
     def read_topic(self, topic: str, expect: int | None = None, timeout_s: float = 60.0) -> list:
         """All records of ``topic`` (waits until ``expect`` are there, or quiet for 3 s)."""
