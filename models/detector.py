@@ -193,16 +193,35 @@ class Detector:
                     attribution = attributions[attribution_of[position]]
                     alerts.append(
                         self._alert(
-                            event, state, value, is_late, step, attribution, detected_at, trigger
+                            event,
+                            state,
+                            value,
+                            is_late,
+                            step,
+                            attribution,
+                            detected_at,
+                            trigger,
+                            matrix[position],
                         )
                     )
         return BatchOutcome(scored=[s for s in scored if s is not None], alerts=alerts)
 
-    def _alert(self, event, state, value, is_late, step, attribution, detected_at, trigger) -> dict:
+    def _alert(
+        self, event, state, value, is_late, step, attribution, detected_at, trigger, features
+    ) -> dict:
         model = self.model
         role = model.peers.profile(event.actor_role)
         warming_up = state.hist_n < MATURE_EVENTS or state.active_days < WARMUP_ACTIVE_DAYS
-        reasons = explain(event, state, role, attribution, model.attribution_baseline)
+        typical = model.manifest.get("feature_medians")
+        reasons = explain(
+            event,
+            state,
+            role,
+            attribution,
+            model.attribution_baseline,
+            features,
+            None if typical is None else np.asarray(typical),
+        )
         incident = incident_fields(step.incident)
         confidence = min(1.0, state.hist_n / (4.0 * MATURE_EVENTS))
         return {

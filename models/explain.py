@@ -182,11 +182,21 @@ def explain(
     role: RoleProfile,
     attribution: np.ndarray,
     attribution_baseline: np.ndarray,
+    features: np.ndarray | None = None,
+    typical: np.ndarray | None = None,
     top_k: int = 3,
 ) -> list[Reason]:
-    """Top ``top_k`` features by attribution above their training mean, phrased."""
+    """Top ``top_k`` features by attribution above their training mean, phrased.
+
+    Every feature is "higher = more unusual"; a feature whose value is not above its
+    training median (``typical``) did not make this event unusual, even if the forest split
+    on it along the way, so it is not reported (unless nothing else is).
+    """
     excess = np.asarray(attribution) - np.asarray(attribution_baseline)
-    order = np.argsort(-excess, kind="stable")
+    order = [int(i) for i in np.argsort(-excess, kind="stable")]
+    if features is not None and typical is not None:
+        unusual = [i for i in order if features[i] > typical[i]]
+        order = unusual + [i for i in order if i not in unusual]
     reasons: list[Reason] = []
     seen_texts: set[str] = set()
     for index in order:

@@ -199,6 +199,7 @@ def train_model(
         "threshold": threshold,
         "sustained": {"reference": reference, "limit": cusum_limit, "tau_s": CUSUM_TAU_S},
         "severity_thresholds": severity,
+        "feature_medians": [float(v) for v in np.median(x, axis=0)],
         "score_quantiles": {str(q): float(np.quantile(train_scores, q)) for q in SCORE_QUANTILES},
         "incident": {"gap_s": incident.gap_s, "max_duration_s": incident.max_duration_s},
         "forest": {

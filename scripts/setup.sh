@@ -29,8 +29,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.insiderwatch-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "setup: installing insiderwatch and its dependencies into .venv"
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[test]"
+  echo "setup: installing insiderwatch and its dependencies into .venv (log: .venv/install.log)"
+  if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e ".[test]"; } \
+      > .venv/install.log 2>&1; then
+    tail -20 .venv/install.log >&2
+    echo "setup: installing the Python packages failed; see .venv/install.log" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi

@@ -515,7 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "demo", help="the main job: broker, topics, history, model, worker, live traffic, alerts"
     )
-    p.add_argument("--actors", type=int, default=300)
+    p.add_argument("--actors", type=int, default=150)
     p.add_argument("--rate", type=float, default=2000.0, help="live traffic, events per second")
     _add_settings(p, _WORKER_SETTINGS + _KAFKA_SETTINGS)
     p.set_defaults(func=cmd_demo)
