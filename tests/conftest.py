@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,8 +26,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _terminal_line(config, line: str) -> None:
+    """Write a line to the real terminal (captured output is hidden for passing tests)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(line)
+
+
+@pytest.fixture
+def report(request):
+    """``report("...")``: a figure the CI log must show (broker version, count checks)."""
+    yield lambda line: _terminal_line(request.config, line)
+
+
 @pytest.fixture(scope="session")
-def kafka_broker():
+def kafka_broker(request):
     from stream.broker import BrokerError, LocalKafka
 
     port = int(os.environ.get("INSIDERWATCH_TEST_KAFKA_PORT", "19092"))
@@ -39,8 +51,7 @@ def kafka_broker():
         message = broker.start(timeout_s=120)
     except BrokerError as exc:
         pytest.fail(f"the local Kafka broker could not start: {exc}", pytrace=False)
-    # Straight to the terminal (not captured): the CI log must show the real broker version.
-    print(f"\n[kafka] {message}; Apache Kafka version {broker.version()}", file=sys.__stderr__)
+    _terminal_line(request.config, f"\n[kafka] {message}; Apache Kafka version {broker.version()}")
     yield broker
     broker.stop()
 

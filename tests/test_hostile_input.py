@@ -11,11 +11,25 @@ from hypothesis import strategies as st
 from models.events import AccessEvent, InvalidEvent, parse_event
 from tests.helpers import event_dict
 
-REASONS = {"too_large", "not_utf8", "not_json", "not_object", "missing_field", "wrong_type", "bad_value",
-           "bad_timestamp"}
+REASONS = {
+    "too_large",
+    "not_utf8",
+    "not_json",
+    "not_object",
+    "missing_field",
+    "wrong_type",
+    "bad_value",
+    "bad_timestamp",
+}
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
-    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=12), children, max_size=5),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=12), children, max_size=5)
+    ),
     max_leaves=30,
 )
 

@@ -3,7 +3,6 @@ the state was restored from the changelog, and the alerts equal offline ``score`
 
 from __future__ import annotations
 
-import sys
 import time
 
 import orjson
@@ -39,7 +38,64 @@ def _verdicts(deployment: Deployment) -> list[dict]:
     return [orjson.loads(r.value) for r in records]
 
 
-def test_kill_9_mid_stream_loses_nothing_and_restores_state(kafka_broker, small_model, tmp_path):
+def _verify_nothing_lost(
+    deployment, values, positions, small_model, label, survivor, killed_at, report
+) -> None:
+    """Every event scored or dead-lettered; stream scores and alert ids equal offline."""
+    tmp_path = deployment.workdir
+    # Every produced event must end up with a verdict or a dead letter.
+    deadline = killed_at + 300
+    expected = set(positions)
+    while True:
+        verdicts = _verdicts(deployment)
+        dead = [orjson.loads(r.value) for r in deployment.read_topic(deployment.settings.topic_dlq)]
+        accounted = {(v["source"]["partition"], v["source"]["offset"]) for v in verdicts}
+        accounted |= {(d["source"]["partition"], d["source"]["offset"]) for d in dead}
+        if expected <= accounted or time.monotonic() > deadline:
+            break
+        time.sleep(5)
+    missing = expected - accounted
+    scored = {(v["source"]["partition"], v["source"]["offset"]) for v in verdicts}
+    replayed = survivor.metric("insiderwatch_events_replayed_total")
+    report(
+        f"\n[{label}] in={len(values)} scored={len(scored)} dlq={len({d['source']['offset'] for d in dead})} "
+        f"lost={len(missing)} replayed-and-skipped={replayed:.0f}",
+    )
+    assert not missing, f"{len(missing)} events lost"
+    assert len(dead) >= 10
+
+    # Offline reference over the same events, in the same per-actor order.
+    events_file = tmp_path / "events.jsonl"
+    events_file.write_bytes(b"".join(v + b"\n" for _, v in values))
+    offline_alerts, offline_scores = tmp_path / "alerts.jsonl", tmp_path / "scores.jsonl"
+    score_files(
+        Detector(load_model(small_model)),
+        [str(events_file)],
+        str(offline_alerts),
+        all_scores_path=str(offline_scores),
+    )
+    reference = {}
+    for line in offline_scores.read_bytes().splitlines():
+        doc = orjson.loads(line)
+        reference[doc["event_id"]] = doc["score"]
+    # State was restored, not reset: every score the stream computed, before and after
+    # the crash, equals the offline score, which depends on each actor's whole history.
+    computed = [v for v in verdicts if not v.get("replayed")]
+    assert computed
+    mismatched = [v for v in computed if abs(v["score"] - reference[v["event_id"]]) > 1e-12]
+    assert not mismatched, f"{len(mismatched)} scores differ, e.g. {mismatched[:2]}"
+
+    stream_alerts = [
+        orjson.loads(r.value) for r in deployment.read_topic(deployment.settings.topic_alerts)
+    ]
+    offline = [orjson.loads(line) for line in offline_alerts.read_bytes().splitlines()]
+    assert offline, "the workload should raise alerts"
+    assert {a["alert_id"] for a in stream_alerts} == {a["alert_id"] for a in offline}
+
+
+def test_kill_9_mid_stream_loses_nothing_and_restores_state(
+    kafka_broker, small_model, tmp_path, report
+):
     deployment = Deployment(kafka_broker.bootstrap, small_model, tmp_path, scores_topic=True)
     try:
         values = _workload()
@@ -52,56 +108,45 @@ def test_kill_9_mid_stream_loses_nothing_and_restores_state(kafka_broker, small_
 
         second = deployment.start_worker()
         second.wait_ready()
-        # Every produced event must end up with a verdict or a dead letter.
-        deadline = killed_at + 300
-        expected = set(positions)
-        while True:
-            verdicts = _verdicts(deployment)
-            dead = [
-                orjson.loads(r.value) for r in deployment.read_topic(deployment.settings.topic_dlq)
-            ]
-            accounted = {(v["source"]["partition"], v["source"]["offset"]) for v in verdicts}
-            accounted |= {(d["source"]["partition"], d["source"]["offset"]) for d in dead}
-            if expected <= accounted or time.monotonic() > deadline:
+        _verify_nothing_lost(
+            deployment, values, positions, small_model, "crash", second, killed_at, report
+        )
+    finally:
+        deployment.stop()
+
+
+def test_scale_out_and_fail_over_to_the_surviving_worker(
+    kafka_broker, small_model, tmp_path, report
+):
+    deployment = Deployment(kafka_broker.bootstrap, small_model, tmp_path, scores_topic=True)
+    try:
+        values = _workload()
+        first, second = deployment.start_worker(), deployment.start_worker()
+        first.wait_ready()
+        second.wait_ready()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # wait for the two-member assignment
+            mine = [orjson.loads(w.get("/ready")[1])["partitions"] for w in (first, second)]
+            if all(mine) and sorted(mine[0] + mine[1]) == list(range(6)):
                 break
-            time.sleep(5)
-        missing = expected - accounted
-        scored = {(v["source"]["partition"], v["source"]["offset"]) for v in verdicts}
-        replayed = second.metric("insiderwatch_events_replayed_total")
-        print(
-            f"\n[crash] in={len(values)} scored={len(scored)} dlq={len({d['source']['offset'] for d in dead})} "
-            f"lost={len(missing)} replayed-and-skipped={replayed:.0f}",
-            file=sys.__stderr__,
+            time.sleep(1)
+        assert all(mine), f"both workers should own partitions, got {mine}"
+        positions = deployment.produce(values)
+        first.wait_metric("insiderwatch_events_consumed_total", N_EVENTS * 0.15, timeout_s=180)
+        first.kill()
+        killed_at = time.monotonic()
+        deadline = killed_at + 120
+        while time.monotonic() < deadline:
+            if orjson.loads(second.get("/ready")[1])["partitions"] == list(range(6)):
+                break
+            time.sleep(0.5)
+        failover_s = time.monotonic() - killed_at
+        report(
+            f"\n[scale-out] first={mine[0]} second={mine[1]} fail-over={failover_s:.1f} s",
         )
-        assert not missing, f"{len(missing)} events lost"
-        assert len(dead) >= 10
-
-        # Offline reference over the same events, in the same per-actor order.
-        events_file = tmp_path / "events.jsonl"
-        events_file.write_bytes(b"".join(v + b"\n" for _, v in values))
-        offline_alerts, offline_scores = tmp_path / "alerts.jsonl", tmp_path / "scores.jsonl"
-        score_files(
-            Detector(load_model(small_model)),
-            [str(events_file)],
-            str(offline_alerts),
-            all_scores_path=str(offline_scores),
+        assert orjson.loads(second.get("/ready")[1])["partitions"] == list(range(6))
+        _verify_nothing_lost(
+            deployment, values, positions, small_model, "scale-out", second, killed_at
         )
-        reference = {}
-        for line in offline_scores.read_bytes().splitlines():
-            doc = orjson.loads(line)
-            reference[doc["event_id"]] = doc["score"]
-        # State was restored, not reset: every score the stream computed, before and after
-        # the crash, equals the offline score, which depends on each actor's whole history.
-        computed = [v for v in verdicts if not v.get("replayed")]
-        assert computed
-        mismatched = [v for v in computed if abs(v["score"] - reference[v["event_id"]]) > 1e-12]
-        assert not mismatched, f"{len(mismatched)} scores differ, e.g. {mismatched[:2]}"
-
-        stream_alerts = [
-            orjson.loads(r.value) for r in deployment.read_topic(deployment.settings.topic_alerts)
-        ]
-        offline = [orjson.loads(line) for line in offline_alerts.read_bytes().splitlines()]
-        assert offline, "the workload should raise alerts"
-        assert {a["alert_id"] for a in stream_alerts} == {a["alert_id"] for a in offline}
     finally:
         deployment.stop()

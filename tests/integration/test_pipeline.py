@@ -4,7 +4,6 @@ that match the contract, and the same alert ids as offline ``score``."""
 from __future__ import annotations
 
 import contextlib
-import sys
 
 import orjson
 import pytest
@@ -86,7 +85,7 @@ def _events() -> list[tuple[bytes | None, bytes]]:
 
 
 def test_every_event_is_scored_or_dead_lettered_and_alerts_match_offline(
-    kafka_broker, small_model, tmp_path
+    kafka_broker, small_model, tmp_path, report
 ):
     deployment = Deployment(kafka_broker.bootstrap, small_model, tmp_path)
     try:
@@ -97,7 +96,7 @@ def test_every_event_is_scored_or_dead_lettered_and_alerts_match_offline(
         worker.wait_metric("insiderwatch_events_consumed_total", 1000)
         scored = worker.metric("insiderwatch_events_scored_total")
         dead = worker.metric("insiderwatch_events_dead_lettered_total")
-        print(f"\n[count] produced=1000 scored={scored:.0f} dlq={dead:.0f}", file=sys.__stderr__)
+        report(f"\n[count] produced=1000 scored={scored:.0f} dlq={dead:.0f}")
         assert scored + dead == 1000
         assert dead == 20
 
