@@ -36,6 +36,9 @@ app = faust.App(
     consumer_auto_offset_reset="earliest",
     processing_guarantee="at_least_once",
     producer_acks=-1,
+    # A dead worker's partitions move to the survivors after this long (Faust default: 60 s).
+    broker_session_timeout=10.0,
+    broker_heartbeat_interval=2.0,
     broker_commit_every=10_000,
     broker_commit_interval=1.0,
     # Throughput: bigger fetches and stream buffers, and let the producer batch the changelog
