@@ -29,7 +29,13 @@ def free_port() -> int:
 def _terminal_line(config, line: str) -> None:
     """Write a line to the real terminal (captured output is hidden for passing tests)."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None:
+        return
+    if capture is None:
+        reporter.write_line(line)
+        return
+    with capture.global_and_fixture_disabled():
         reporter.write_line(line)
 
 
