@@ -8,13 +8,15 @@ with per-actor state in the changelog-backed ``actor-state`` table. Settings com
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import faust
 from aiohttp import web
 
-from models.artifact import load_model
+from models.artifact import ArtifactError, load_model
 from models.detector import Detector
 from stream.metrics import WorkerMetrics
 from stream.processing import BatchProcessor, RawMessage
@@ -171,6 +173,45 @@ async def score_access_events(stream: faust.StreamT) -> None:
         ]
         await batch_processor.handle(messages)
         metrics.actor_states.set(len(actor_state))
+
+
+@app.timer(interval=5.0)
+async def refresh_gauges() -> None:
+    """Consumer lag per partition (high-water mark minus next offset to process)."""
+    if _processor is None:
+        return
+    for tp in app.assignor.assigned_actives():
+        if tp.topic != settings.topic_events:
+            continue
+        highwater = app.consumer.highwater(tp)
+        if highwater is None:
+            continue
+        done = _processor.last_offset.get(tp.partition, -1) + 1
+        metrics.consumer_lag.labels(partition=str(tp.partition)).set(max(0, highwater - done))
+
+
+@app.timer(interval=10.0)
+async def reload_model_when_it_changes() -> None:
+    """Hot reload: a new, verified model in ``model.dir`` replaces the current one between
+    batches, without a restart and without losing events. A bad artifact is refused (logged)
+    and the current model keeps scoring."""
+    if _processor is None:
+        return
+    try:
+        manifest = json.loads((Path(settings.model_dir) / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return
+    if manifest.get("model_version") == _processor.detector.model.version:
+        return
+    try:
+        model = load_model(settings.model_dir)
+    except ArtifactError as exc:
+        log.warning("insiderwatch worker: not reloading the model: %s", exc)
+        return
+    _processor.swap_detector(
+        Detector(model, pseudonymize_key=settings.pseudonymize_key.encode() or None)
+    )
+    log.info("insiderwatch worker: now scoring with model %s", model.version)
 
 
 @app.page("/metrics")

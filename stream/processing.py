@@ -88,6 +88,8 @@ class BatchProcessor:
         send_score: Send | None = None,
     ) -> None:
         self.send_score = send_score
+        self.state_bytes = 0  # bytes of actor state written by this worker (running total)
+        self.last_offset: dict[int, int] = {}  # input partition -> last processed offset
         self.detector = detector
         self.store = store
         self.send_alert = send_alert
@@ -137,6 +139,7 @@ class BatchProcessor:
         # Load each actor's state once, with the input position it already reflects.
         states: dict[str, ActorState] = {}
         applied: dict[str, tuple[int, int]] = {}
+        stored_bytes: dict[str, int] = {}
         for event, _ in parsed_events:
             actor_id = event.actor_id
             if actor_id in applied:
@@ -148,6 +151,7 @@ class BatchProcessor:
                 state, partition, offset = decode_stored_state(stored)
                 states[actor_id] = state
                 applied[actor_id] = (partition, offset)
+                stored_bytes[actor_id] = len(stored)
         # After a crash, Kafka redelivers events whose state update may already be in the
         # changelog; re-applying them would double-count. Skip exactly those.
         valid: list[AccessEvent] = []
@@ -205,11 +209,12 @@ class BatchProcessor:
         if pending:
             await asyncio.gather(*pending)
         for actor_id, (partition, offset) in position_of.items():
-            self.store.put(
-                actor_id.encode(),
-                encode_stored_state(states[actor_id], partition, offset),
-                partition,
-            )
+            value = encode_stored_state(states[actor_id], partition, offset)
+            self.store.put(actor_id.encode(), value, partition)
+            self.state_bytes += len(value) - stored_bytes.get(actor_id, 0)
+        metrics.state_bytes.set(self.state_bytes)
+        for message in messages:
+            self.last_offset[message.partition] = message.offset
 
         metrics.scored.inc(len(outcome.scored))
         late = sum(1 for s in outcome.scored if s.late)
