@@ -9,6 +9,7 @@ from models.detector import Detector
 from models.events import parse_event
 from models.simulate import SimulationConfig, simulate
 from models.state import state_from_bytes, state_to_bytes
+from tests.helpers import export_burst
 
 
 def _live_events(n=4000):
@@ -74,28 +75,7 @@ def test_flagged_events_do_not_feed_the_baseline(small_model):
 
 def test_a_burst_is_one_incident_with_few_updates(small_model):
     detector = Detector(load_model(small_model))
-    base = {
-        "actor_id": "mallory",
-        "actor_role": "customer_support",
-        "action": "export",
-        "resource_type": "customer_contact",
-        "record_count": 50000,
-        "fields": ["email"],
-        "ticket_id": None,
-    }
-    events = [
-        parse_event(
-            orjson.dumps(
-                {
-                    **base,
-                    "event_id": f"m{i}",
-                    "timestamp": f"2026-01-20T03:{i // 60:02d}:{i % 60:02d}Z",
-                    "resource_id": f"c{i}",
-                }
-            )
-        )
-        for i in range(300)
-    ]
+    events = export_burst(300)
     out = detector.process(events, {}, "t")
     new = [a for a in out.alerts if a["status"] == "new"]
     assert len(new) == 1

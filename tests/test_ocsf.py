@@ -2,39 +2,17 @@
 
 from __future__ import annotations
 
-import orjson
 from py_ocsf_models.events.findings.detection_finding import DetectionFinding
 
 from models.artifact import load_model
 from models.detector import Detector
-from models.events import parse_event
 from stream.formats import format_alert
+from tests.helpers import export_burst
 
 
 def _burst_alerts(small_model):
     detector = Detector(load_model(small_model))
-    base = {
-        "actor_id": "mallory",
-        "actor_role": "customer_support",
-        "action": "export",
-        "resource_type": "customer_contact",
-        "fields": ["email"],
-        "ticket_id": None,
-    }
-    events = [
-        parse_event(
-            orjson.dumps(
-                {
-                    **base,
-                    "event_id": f"m{i}",
-                    "resource_id": f"c{i}",
-                    "record_count": 1000 * (i + 1),
-                    "timestamp": f"2026-01-20T03:{i // 60:02d}:{i % 60:02d}Z",
-                }
-            )
-        )
-        for i in range(200)
-    ]
+    events = export_burst(200, growing=True)
     return detector.process(events, {}, "2026-01-20T03:05:00Z").alerts
 
 
