@@ -138,3 +138,46 @@ def load_model(model_dir: str | Path) -> Model:
         manifest=manifest,
         attribution_baseline=arrays["attribution_baseline"],
     )
+
+
+PREVIOUS_DIR = "previous"
+
+
+def publish_model(source_dir: str | Path, live_dir: str | Path) -> tuple[str, str | None]:
+    """Verify ``source_dir`` and make it the live model in ``live_dir``.
+
+    The live model's files are kept in ``live_dir/previous`` first, so :func:`rollback_model`
+    can restore them in one step. Arrays are written before the manifest, so a worker that
+    reads in between sees a checksum mismatch and simply retries later. Returns
+    ``(new_version, previous_version)``.
+    """
+    new = load_model(source_dir)
+    live = Path(live_dir)
+    live.mkdir(parents=True, exist_ok=True)
+    previous_version = None
+    if (live / MANIFEST_FILE).is_file():
+        previous_version = load_model(live).version
+        keep = live / PREVIOUS_DIR
+        keep.mkdir(exist_ok=True)
+        for name in (ARRAYS_FILE, MANIFEST_FILE):
+            _atomic_write(keep / name, (live / name).read_bytes())
+    source = Path(source_dir)
+    for name in (ARRAYS_FILE, MANIFEST_FILE):
+        _atomic_write(live / name, (source / name).read_bytes())
+    return new.version, previous_version
+
+
+def rollback_model(live_dir: str | Path) -> tuple[str, str]:
+    """Swap the live model with the one kept by the last :func:`publish_model`."""
+    live = Path(live_dir)
+    keep = live / PREVIOUS_DIR
+    if not (keep / MANIFEST_FILE).is_file():
+        raise ArtifactError(f"{live} has no previous model to roll back to")
+    previous = load_model(keep)
+    current = load_model(live)
+    staged = {name: (live / name).read_bytes() for name in (ARRAYS_FILE, MANIFEST_FILE)}
+    for name in (ARRAYS_FILE, MANIFEST_FILE):
+        _atomic_write(live / name, (keep / name).read_bytes())
+    for name, data in staged.items():
+        _atomic_write(keep / name, data)
+    return previous.version, current.version

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -150,8 +151,16 @@ def _quality(name, scores, flagged_incidents, labels, scenarios, instances, ts, 
     return result
 
 
-def run_evaluation(config: EvaluationConfig) -> str:
-    """Run the evaluation; write JSON and PNGs to ``out_dir``; return the printed report."""
+def _no_progress(description: str, total: int | None):
+    return nullcontext(lambda n: None)
+
+
+def run_evaluation(config: EvaluationConfig, progress=_no_progress) -> str:
+    """Run the evaluation; write JSON and PNGs to ``out_dir``; return the printed report.
+
+    ``progress(description, total)`` is a context manager yielding ``advance(n)`` (the CLI
+    passes rich progress bars; models/ itself draws nothing).
+    """
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     total_days = config.history_days + config.scored_days
@@ -172,24 +181,51 @@ def run_evaluation(config: EvaluationConfig) -> str:
     instances = np.array([docs[i]["sim_instance"] for i in scored_index])
 
     model_dir = out_dir / "model"
+    with progress("evaluate: train", len(history)) as advance:
+        _train(history, model_dir, config, advance)
+    model = load_model(model_dir)
+    detector = Detector(model)
+    states: dict[str, ActorState] = {}
+    scores = np.empty(len(scored))
+    alerts = []
+    with progress("evaluate: score history + scored days", len(history) + len(scored)) as advance:
+        for i in range(0, len(history), 5000):
+            detector.process(history[i : i + 5000], states, "evaluate")
+            advance(len(history[i : i + 5000]))
+        for i in range(0, len(scored), 5000):
+            outcome = detector.process(scored[i : i + 5000], states, "evaluate")
+            scores[i : i + len(outcome.scored)] = [s.score for s in outcome.scored]
+            alerts += outcome.alerts
+            advance(len(outcome.scored))
+    return _finish(
+        config,
+        out_dir,
+        events,
+        history,
+        scored,
+        labels,
+        scenarios,
+        instances,
+        model,
+        scores,
+        alerts,
+    )
+
+
+def _train(history, model_dir, config, advance) -> None:
     train_model(
         history,
         model_dir,
         alert_budget=config.alert_budget,
         seed=config.seed,
         max_samples=config.max_samples,
+        progress=advance,
     )
-    model = load_model(model_dir)
-    detector = Detector(model)
-    states: dict[str, ActorState] = {}
-    for i in range(0, len(history), 5000):
-        detector.process(history[i : i + 5000], states, "evaluate")
-    scores = np.empty(len(scored))
-    alerts = []
-    for i in range(0, len(scored), 5000):
-        outcome = detector.process(scored[i : i + 5000], states, "evaluate")
-        scores[i : i + len(outcome.scored)] = [s.score for s in outcome.scored]
-        alerts += outcome.alerts
+
+
+def _finish(
+    config, out_dir, events, history, scored, labels, scenarios, instances, model, scores, alerts
+) -> str:
     position = {e.event_id: k for k, e in enumerate(scored)}
     incidents_ours: dict[str, list[int]] = defaultdict(list)
     for alert in alerts:

@@ -8,7 +8,7 @@ triage, and the threshold is the lowest score that keeps the replay within that 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -33,11 +33,17 @@ CUSUM_REFERENCE_QUANTILE = 0.999
 SCORE_QUANTILES = (0.5, 0.9, 0.99, 0.999, 0.9999)
 
 
-def featurize_history(events: Sequence[AccessEvent], peers: PeerBaseline) -> np.ndarray:
+def featurize_history(
+    events: Sequence[AccessEvent],
+    peers: PeerBaseline,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
     """Feature matrix of a history replay (every event feeds the baseline: no model yet)."""
     states: dict[str, ActorState] = {}
     rows = []
-    for event in events:
+    for n, event in enumerate(events, start=1):
+        if progress is not None and n % 10_000 == 0:
+            progress(10_000)
         state, _, row = observe(event, states, peers)
         absorb_into_baseline(state, event)
         rows.append(row)
@@ -128,13 +134,14 @@ def train_model(
     incident: IncidentSettings | None = None,
     model_version: str | None = None,
     warmup_days: float = 7.0,
+    progress: Callable[[int], None] | None = None,
 ) -> dict:
     """Fit and export a model from ``events`` (in event-time order). Returns the manifest."""
     if len(events) < 100:
         raise ValueError(f"need at least 100 valid events to train, got {len(events)}")
     incident = incident or IncidentSettings()
     peers = build_peer_baseline(events)
-    x_all = featurize_history(events, peers)
+    x_all = featurize_history(events, peers, progress)
     ts_all = np.fromiter((e.ts for e in events), dtype=np.float64, count=len(events))
     # Every actor starts cold at the start of a history replay, which never happens live;
     # fit and calibrate on the part after the warm-up, when baselines have formed.

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from models.artifact import ArtifactError, load_model
 from models.detector import Detector
+from stream.logs import logging_config
 from stream.metrics import WorkerMetrics
 from stream.processing import BatchProcessor, RawMessage
 from stream.settings import Settings
@@ -55,6 +56,7 @@ app = faust.App(
     web_port=settings.web_port,
     key_serializer="raw",
     value_serializer="raw",
+    logging_config=logging_config(settings.log_format, settings.log_level),
 )
 
 

@@ -39,6 +39,7 @@ _WORKER_SETTINGS = _BROKER_SETTINGS + (
     "web.port",
     "alert.format",
     "log.level",
+    "log.format",
 )
 
 
@@ -75,28 +76,6 @@ def _existing_file(path: str) -> str:
     if not Path(path).is_file():
         raise UserError(f"file {path} does not exist")
     return path
-
-
-def _progress(description: str, total: int | None):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn(description),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        transient=False,
-        disable=not sys.stderr.isatty(),
-    )
 
 
 def _count_lines(path: str) -> int:
@@ -161,7 +140,20 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.actors < 10 or args.days < 1:
         raise UserError("simulate needs at least 10 actors and 1 day")
     started = time.monotonic()
-    count = write_jsonl(simulate(config), args.out)
+    from stream.progress import progress
+
+    end_day = args.to_day or args.days
+    estimate = args.actors * max(1, end_day - args.from_day) * 70  # ~events per actor-day
+
+    with progress("simulate", estimate) as advance:
+
+        def ticking(events):
+            for n, event in enumerate(events, start=1):
+                if n % 1000 == 0:
+                    advance(1000)
+                yield event
+
+        count = write_jsonl(ticking(simulate(config)), args.out)
     print(
         f"simulate: wrote {count} events ({args.actors} actors, days {args.from_day}..{args.to_day or args.days}) "
         f"to {args.out} in {time.monotonic() - started:.1f} s"
@@ -186,13 +178,23 @@ def _load_events(paths: list[str]) -> tuple[list, int]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from models.incidents import IncidentSettings
-    from models.train import train_model
+
+    from stream.progress import progress
 
     started = time.monotonic()
     events, bad = _load_events(args.events)
+    with progress("train (replaying history)", len(events)) as advance:
+        manifest = _train(args, events, advance)
+    _print_trained(args, manifest, events, bad, started)
+    return 0
+
+
+def _train(args: argparse.Namespace, events: list, advance) -> dict:
+    from models.incidents import IncidentSettings
+    from models.train import train_model
+
     try:
-        manifest = train_model(
+        return train_model(
             events,
             args.model_dir,
             alert_budget=args.alert_budget,
@@ -204,16 +206,21 @@ def cmd_train(args: argparse.Namespace) -> int:
                 gap_s=args.incident_gap_min * 60.0, max_duration_s=args.incident_max_hours * 3600.0
             ),
             warmup_days=args.warmup_days,
+            progress=advance,
         )
     except ValueError as exc:
         raise UserError(str(exc)) from None
+
+
+def _print_trained(
+    args: argparse.Namespace, manifest: dict, events: list, bad: int, started: float
+) -> None:
     print(
         f"train: model {manifest['model_version']} from {len(events)} events ({bad} invalid skipped), "
         f"{manifest['actor_count']} actors, threshold {manifest['threshold']:.4f} "
         f"({manifest['training_incidents_at_threshold']} incidents in {manifest['actor_days']} actor-days), "
         f"written to {args.model_dir} in {time.monotonic() - started:.1f} s"
     )
-    return 0
 
 
 def _load_detector(settings: Settings):
@@ -230,20 +237,24 @@ def _load_detector(settings: Settings):
 
 def cmd_score(args: argparse.Namespace) -> int:
     from stream.offline import score_files
+    from stream.progress import progress
 
     s = _settings(args)
     detector = _load_detector(s)
     for path in args.events:
         _existing_file(path)
     started = time.monotonic()
-    result = score_files(
-        detector,
-        args.events,
-        args.out,
-        all_scores_path=args.all_scores,
-        dlq_path=args.dlq_out,
-        alert_format=s.alert_format,
-    )
+    total = sum(_count_lines(p) for p in args.events) if sys.stderr.isatty() else None
+    with progress("score", total) as advance:
+        result = score_files(
+            detector,
+            args.events,
+            args.out,
+            all_scores_path=args.all_scores,
+            dlq_path=args.dlq_out,
+            alert_format=s.alert_format,
+            progress=advance,
+        )
     elapsed = time.monotonic() - started
     print(
         f"score: {result.events} events: {result.scored} scored, {result.dead_lettered} dead-lettered "
@@ -259,7 +270,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     s = _settings(args)
     _existing_file(args.file)
     started = time.monotonic()
-    sent = replay_file(s, args.file, rate=args.rate, limit=args.limit)
+    from stream.progress import progress
+
+    total = _count_lines(args.file) if sys.stderr.isatty() else None
+    if total is not None and args.limit is not None:
+        total = min(total, args.limit)
+    with progress("replay", total) as advance:
+        sent = replay_file(s, args.file, rate=args.rate, limit=args.limit, progress=advance)
     elapsed = time.monotonic() - started
     print(
         f"replay: {sent} events -> {s.topic_events} on {s.broker} ({sent / max(elapsed, 1e-9):,.0f} events/s)"
@@ -329,8 +346,35 @@ def cmd_worker(args: argparse.Namespace) -> int:
         "--web-bind",
         s.web_host,
     ]
+    if s.log_format == "json":
+        # Faust prints its start-up banner on stdout; JSON logs must be the only output.
+        sys.argv.insert(1, "--quiet")
     worker_app.app.main()
     return 0
+
+
+def cmd_model(args: argparse.Namespace) -> int:
+    from models.artifact import ArtifactError, publish_model, rollback_model
+
+    try:
+        if args.action == "publish":
+            if not args.to:
+                raise UserError("model publish needs --to LIVE_DIR (the workers' model.dir)")
+            new, previous = publish_model(args.dir, args.to)
+            print(
+                f"model: {args.to} now serves {new} (previous: {previous or 'none'}); "
+                "workers switch within 10 s"
+            )
+            return 0
+        if args.action == "rollback":
+            restored, replaced = rollback_model(args.dir)
+            print(
+                f"model: {args.dir} rolled back to {restored} (was {replaced}); workers switch within 10 s"
+            )
+            return 0
+    except ArtifactError as exc:
+        raise UserError(str(exc)) from None
+    return cmd_model_show(args)
 
 
 def cmd_model_show(args: argparse.Namespace) -> int:
@@ -368,6 +412,7 @@ def cmd_model_show(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from models.evaluate import EvaluationConfig, run_evaluation
+    from stream.progress import progress
 
     report = run_evaluation(
         EvaluationConfig(
@@ -377,7 +422,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             seed=args.seed,
             alert_budget=args.alert_budget,
             out_dir=args.out_dir,
-        )
+        ),
+        progress=progress,
     )
     print(report)
     return 0
@@ -498,10 +544,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings(p, _BROKER_SETTINGS)
     p.set_defaults(func=cmd_tail)
 
-    p = sub.add_parser("model", help="inspect a model")
-    p.add_argument("action", choices=["show"])
-    p.add_argument("dir")
-    p.set_defaults(func=cmd_model_show)
+    p = sub.add_parser("model", help="inspect, publish or roll back a model")
+    p.add_argument("action", choices=["show", "publish", "rollback"])
+    p.add_argument(
+        "dir", help="show: any model dir; publish: the new model; rollback: the live model dir"
+    )
+    p.add_argument("--to", default=None, help="publish: the live model dir the workers watch")
+    p.set_defaults(func=cmd_model)
 
     p = sub.add_parser("evaluate", help="simulate, train, score and report detection quality")
     p.add_argument("--actors", type=int, default=500)

@@ -56,6 +56,7 @@ SETTINGS_DOC: dict[str, tuple[object, str]] = {
     "kafka.controller.port": (9093, "local broker: KRaft controller port on 127.0.0.1"),
     "kafka.heap.mb": (512, "local broker: JVM heap in MiB"),
     "log.level": ("info", "log level: debug, info, warning, error"),
+    "log.format": ("text", "worker log format: text or json (one JSON object per line)"),
 }
 _SECRET = {"pseudonymize.key"}
 
@@ -100,6 +101,7 @@ class Settings:
     kafka_controller_port: int
     kafka_heap_mb: int
     log_level: str
+    log_format: str
 
     @classmethod
     def load(
@@ -141,6 +143,8 @@ class Settings:
             raise SettingsError(
                 f"log.level must be debug, info, warning or error, got {self.log_level!r}"
             )
+        if self.log_format not in ("text", "json"):
+            raise SettingsError(f"log.format must be 'text' or 'json', got {self.log_format!r}")
         if not self.store.startswith(("memory://", "rocksdb://")):
             raise SettingsError(f"store must be memory:// or rocksdb://, got {self.store!r}")
         for server in self.broker.split(","):

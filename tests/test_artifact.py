@@ -57,3 +57,26 @@ def test_missing_or_wrong_version_directory(tmp_path, small_model):
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match="format version"):
         load_model(copy)
+
+
+def test_publish_then_rollback_in_one_command(small_model, tmp_path):
+    from models.artifact import publish_model, rollback_model
+
+    live = tmp_path / "live"
+    first_version, previous = publish_model(small_model, live)
+    assert previous is None and load_model(live).version == first_version
+    other = tmp_path / "other"
+    shutil.copytree(small_model, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["model_version"] = "v-next"
+    import hashlib
+
+    from models.artifact import _canonical  # re-sign the edited manifest like training does
+
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    manifest["manifest_sha256"] = hashlib.sha256(_canonical(body)).hexdigest()
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    assert publish_model(other, live) == ("v-next", first_version)
+    assert load_model(live).version == "v-next"
+    assert rollback_model(live) == (first_version, "v-next")
+    assert load_model(live).version == first_version

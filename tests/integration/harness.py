@@ -28,6 +28,7 @@ class Deployment:
     workdir: Path
     partitions: int = 6
     scores_topic: bool = False
+    extra: dict = field(default_factory=dict)
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     workers: list = field(default_factory=list)
 
@@ -44,6 +45,7 @@ class Deployment:
         }
         if self.scores_topic:
             overrides["topic.scores"] = f"scores-{self.tag}"
+        overrides.update(self.extra)
         self.settings = Settings.load(overrides, environ={})
         create_topics(self.settings)
 

@@ -52,7 +52,9 @@ def test_model_hot_reload_switches_versions_without_losing_events(
         seed=2,
         model_version="v2-test",
     )
-    deployment = Deployment(kafka_broker.bootstrap, live_dir, tmp_path)
+    deployment = Deployment(
+        kafka_broker.bootstrap, live_dir, tmp_path, extra={"log.format": "json"}
+    )
     try:
         worker = deployment.start_worker()
         worker.wait_ready()
@@ -80,5 +82,10 @@ def test_model_hot_reload_switches_versions_without_losing_events(
             f"\n[hot-reload] {v1} -> v2-test in {switched_after:.1f} s; alert versions {versions}"
         )
         assert versions == {"before": {v1}, "after": {"v2-test"}}
+        # Structured logs: every line of the worker's log is one JSON object.
+        lines = [
+            orjson.loads(line) for line in worker.log_path.read_bytes().splitlines() if line.strip()
+        ]
+        assert any("now scoring with model v2-test" in line["message"] for line in lines)
     finally:
         deployment.stop()

@@ -99,6 +99,7 @@ def test_every_event_is_scored_or_dead_lettered_and_alerts_match_offline(
         report(f"\n[count] produced=1000 scored={scored:.0f} dlq={dead:.0f}")
         assert scored + dead == 1000
         assert dead == 20
+        _check_metrics_page(worker)
 
         dlq = [
             orjson.loads(r.value)
@@ -142,3 +143,30 @@ def test_every_event_is_scored_or_dead_lettered_and_alerts_match_offline(
         )
     finally:
         deployment.stop()
+
+
+def _check_metrics_page(worker) -> None:
+    """The Prometheus page carries every family an operator's dashboard needs."""
+    import time
+
+    deadline = time.monotonic() + 15
+    while (
+        worker.metric("insiderwatch_consumer_lag") < 0
+        or "insiderwatch_consumer_lag{" not in worker.get("/metrics")[1]
+    ):
+        assert time.monotonic() < deadline, "consumer lag gauge never appeared"
+        time.sleep(0.5)
+    _, text = worker.get("/metrics")
+    for needle in (
+        'insiderwatch_events_dead_lettered_total{reason="not_json"}',
+        'insiderwatch_events_dead_lettered_total{reason="missing_field"}',
+        "insiderwatch_alerts_total{",
+        "insiderwatch_score_bucket{",
+        "insiderwatch_batch_processing_seconds_bucket{",
+        "insiderwatch_event_to_decision_seconds_bucket{",
+        'insiderwatch_consumer_lag{partition="0"}',
+        "insiderwatch_model_info{version=",
+    ):
+        assert needle in text, needle
+    assert worker.metric("insiderwatch_actor_states") > 0
+    assert worker.metric("insiderwatch_actor_state_bytes") > 0
