@@ -43,3 +43,20 @@ def test_incident_update_is_an_update_of_the_same_finding(small_model):
     updated = format_alert(next(u for u in updates if u["alert_id"] == new[0]["alert_id"]), "ocsf")
     assert created["type_uid"] == 200401 and updated["type_uid"] == 200402
     assert created["finding_info"]["uid"] == updated["finding_info"]["uid"]
+
+
+def test_native_alerts_match_the_shipped_json_schema(small_model):
+    import json
+    from importlib import resources
+
+    import jsonschema
+
+    schema = json.loads(resources.files("stream").joinpath("alert.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+    alerts = _burst_alerts(small_model)
+    assert alerts
+    for alert in alerts:
+        validator.validate(alert)
+    broken = dict(alerts[0], severity="apocalyptic")
+    assert not validator.is_valid(broken)
