@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,10 @@ from stream.broker import LocalKafka  # noqa: E402
 from stream.topics import create_topics  # noqa: E402
 
 
-def _producer_loop(settings, values, rate: float, stop: threading.Event) -> None:
+def _producer_loop(
+    settings, docs: list[dict], span_s: float, rate: float, stop: threading.Event
+) -> None:
+    """Offer ``rate`` events/s until stopped: the simulated days repeat, shifted forward in event time."""
     from kafka import KafkaProducer
 
     producer = KafkaProducer(
@@ -47,8 +51,18 @@ def _producer_loop(settings, values, rate: float, stop: threading.Event) -> None
     )
     start, sent = time.monotonic(), 0
     while not stop.is_set():
-        key, value = values[sent % len(values)]
-        producer.send(settings.topic_events, key=key, value=value)
+        cycle, index = divmod(sent, len(docs))
+        doc = docs[index]
+        if cycle:
+            shifted = datetime.fromisoformat(doc["timestamp"]).timestamp() + cycle * span_s
+            doc = {
+                **doc,
+                "event_id": f"{doc['event_id']}-c{cycle}",
+                "timestamp": datetime.fromtimestamp(shifted, UTC)
+                .isoformat()
+                .replace("+00:00", "Z"),
+            }
+        producer.send(settings.topic_events, key=doc["actor_id"].encode(), value=orjson.dumps(doc))
         sent += 1
         ahead = sent / rate - (time.monotonic() - start)
         if ahead > 0.002:
@@ -70,15 +84,12 @@ def main() -> None:
         REPO / ".local" / "bench-kafka", port=args.port, controller_port=args.port + 1, heap_mb=1024
     )
     print(f"broker: {broker.start()}")
-    # Enough distinct traffic that the stream never repeats within the run: 2,000 actors.
-    days = 3 + int(args.rate * args.minutes * 60 / (2000 * 50))
-    docs = list(simulate(SimulationConfig(actors=2000, days=days, seed=21)))
+    days = 10  # 1,000 actors x 10 days, replayed in a loop shifted forward in event time
+    docs = list(simulate(SimulationConfig(actors=1000, days=days, seed=21)))
+    span_s = days * 86400.0
     model_dir = WORK / "soak-model"
     if not (model_dir / "manifest.json").exists():
-        train_model(
-            [parse_event(orjson.dumps(d)) for d in docs[:300_000]], model_dir, warmup_days=3
-        )
-    values = [(d["actor_id"].encode(), orjson.dumps(d)) for d in docs]
+        train_model([parse_event(orjson.dumps(d)) for d in docs], model_dir, warmup_days=3)
     settings = _settings(broker.bootstrap, "soak" + uuid.uuid4().hex[:6], model_dir)
     create_topics(settings)
     worker = _start_worker(settings, "soak-worker.log")
@@ -87,7 +98,7 @@ def main() -> None:
     try:
         _wait_ready(6091)
         thread = threading.Thread(
-            target=_producer_loop, args=(settings, values, args.rate, stop), daemon=True
+            target=_producer_loop, args=(settings, docs, span_s, args.rate, stop), daemon=True
         )
         thread.start()
         started = time.monotonic()
