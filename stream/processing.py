@@ -113,7 +113,16 @@ class BatchProcessor:
         metrics.consumed.inc(len(messages))
         parsed_events: list[tuple[AccessEvent, RawMessage]] = []
         pending: list = []  # delivery futures that must resolve before state is written
+        seen: set[tuple[int, int]] = set()
+        duplicates = 0
         for message in messages:
+            # Faust can hand the same record over twice (seen for the last record of a
+            # partition); a record is processed once per batch, whatever the consumer does.
+            position = (message.partition, message.offset)
+            if position in seen:
+                duplicates += 1
+                continue
+            seen.add(position)
             parsed = (
                 parse_event(message.value)
                 if message.value is not None
@@ -181,8 +190,8 @@ class BatchProcessor:
             valid.append(event)
             valid_messages.append(message)
             position_of[event.actor_id] = (message.partition, message.offset)
-        if replayed:
-            metrics.replayed.inc(replayed)
+        if replayed or duplicates:
+            metrics.replayed.inc(replayed + duplicates)
         outcome = self.detector.process(valid, states, detected_at)
 
         for alert in outcome.alerts:
