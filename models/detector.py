@@ -57,8 +57,8 @@ def observe(
         state = new_state(event)
         states[event.actor_id] = state
     is_rare = surprisal(event, state, peers.profile(event.actor_role)) > RARE_SURPRISAL
-    is_late, is_new_resource = advance_windows(state, event, is_rare)
-    return state, is_late, feature_row(event, state, peers, is_new_resource)
+    is_late, _ = advance_windows(state, event, is_rare)
+    return state, is_late, feature_row(event, state, peers)
 
 
 @dataclass(slots=True)

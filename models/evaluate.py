@@ -26,7 +26,7 @@ from models.events import AccessEvent, parse_event
 from models.incidents import IncidentSettings
 from models.simulate import INSIDER_SCENARIOS, SimulationConfig, simulate
 from models.state import ActorState
-from models.train import calibrate_threshold, count_incidents, train_model
+from models.train import calibrate_threshold, group_incidents, train_model
 
 __all__ = ["EvaluationConfig", "run_evaluation", "naive_baseline_scores"]
 
@@ -84,25 +84,6 @@ def naive_baseline_scores(history: list[AccessEvent], scored: list[AccessEvent],
     forest = IsolationForest(n_estimators=100, max_samples=256, random_state=seed).fit(x_train)
     x_scored, _ = _one_hot_matrix(scored, vocab)
     return -forest.score_samples(x_train), -forest.score_samples(x_scored)
-
-
-def _incidents(actor_codes, ts, flagged, settings: IncidentSettings):
-    """(first index, member indices) of each incident, grouped as models.incidents does."""
-    index = np.flatnonzero(flagged)
-    order = index[np.lexsort((ts[index], actor_codes[index]))]
-    incidents: list[list[int]] = []
-    current, first, last = None, 0.0, 0.0
-    for i in order:
-        if (
-            actor_codes[i] != current
-            or ts[i] - last > settings.gap_s
-            or ts[i] - first > settings.max_duration_s
-        ):
-            incidents.append([])
-            current, first = actor_codes[i], ts[i]
-        incidents[-1].append(int(i))
-        last = ts[i]
-    return incidents
 
 
 def _quality(name, scores, flagged_incidents, labels, scenarios, instances, ts, actor_days):
@@ -255,11 +236,10 @@ def _finish(
         train_naive, hist_codes, hist_ts, config.alert_budget * hist_actor_days / 1000.0, settings
     )
     codes = np.array([actors[e.actor_id] for e in scored])
-    naive_incidents = _incidents(codes, ts, naive >= naive_threshold, settings)
+    naive_incidents = group_incidents(codes, ts, naive >= naive_threshold, settings)
     baseline = _quality(
         "naive iforest", naive, naive_incidents, labels, scenarios, instances, ts, actor_days
     )
-    assert count_incidents(codes, ts, naive >= naive_threshold, settings) == len(naive_incidents)
 
     report = {
         "config": asdict(config),

@@ -168,9 +168,7 @@ def surprisal(event: AccessEvent, state: ActorState, role: RoleProfile) -> float
     return -math.log(p_action) - math.log(p_resource)
 
 
-def feature_row(
-    event: AccessEvent, state: ActorState, peers: PeerBaseline, is_new_resource: bool
-) -> list[float]:
+def feature_row(event: AccessEvent, state: ActorState, peers: PeerBaseline) -> list[float]:
     """Compute the :data:`FEATURES` vector for ``event``.
 
     ``state`` must already include ``event`` in its windows (see
@@ -178,7 +176,6 @@ def feature_row(
     clipped at 0: an actor doing *less* than usual is not an insider signal, and the clip
     leaves normal traffic concentrated at 0, where the forest isolates any excess quickly.
     """
-    del is_new_resource  # reflected in the windows already; kept for a stable signature
     role = peers.profile(event.actor_role)
     log = math.log
     hist_n = state.hist_n

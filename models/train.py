@@ -25,7 +25,13 @@ from models.peers import PeerBaseline, build_peer_baseline
 from models.state import DAY_S, ActorState, absorb_into_baseline
 from models.sustained import CUSUM_TAU_S, cusum_series
 
-__all__ = ["featurize_history", "count_incidents", "calibrate_threshold", "train_model"]
+__all__ = [
+    "featurize_history",
+    "group_incidents",
+    "count_incidents",
+    "calibrate_threshold",
+    "train_model",
+]
 
 DEFAULT_ALERT_BUDGET = 2.0  # incidents per 1,000 actor-days
 POINT_SHARE = 0.5  # share of the budget for single-event anomalies; the rest is for sustained ones
@@ -50,20 +56,18 @@ def featurize_history(
     return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURE_NAMES))
 
 
-def count_incidents(
+def group_incidents(
     actor_codes: np.ndarray, ts: np.ndarray, flagged: np.ndarray, settings: IncidentSettings
-) -> int:
-    """Incidents that :mod:`models.incidents` would open for the flagged events.
+) -> list[list[int]]:
+    """Indices of the flagged events of each incident :mod:`models.incidents` would open.
 
-    >>> count_incidents(np.array([0, 0, 0, 1]), np.array([0., 60., 9000., 5.]),
+    >>> group_incidents(np.array([0, 0, 0, 1]), np.array([0., 60., 9000., 5.]),
     ...                 np.array([True, True, True, True]), IncidentSettings(gap_s=3600))
-    3
+    [[0, 1], [2], [3]]
     """
     index = np.flatnonzero(flagged)
-    if index.size == 0:
-        return 0
     order = index[np.lexsort((ts[index], actor_codes[index]))]
-    incidents = 0
+    incidents: list[list[int]] = []
     current_actor = None
     first = last = 0.0
     for i in order:
@@ -73,10 +77,23 @@ def count_incidents(
             or t - last > settings.gap_s
             or t - first > settings.max_duration_s
         ):
-            incidents += 1
+            incidents.append([])
             current_actor, first = actor, t
+        incidents[-1].append(int(i))
         last = t
     return incidents
+
+
+def count_incidents(
+    actor_codes: np.ndarray, ts: np.ndarray, flagged: np.ndarray, settings: IncidentSettings
+) -> int:
+    """How many incidents :func:`group_incidents` finds.
+
+    >>> count_incidents(np.array([0, 0, 0, 1]), np.array([0., 60., 9000., 5.]),
+    ...                 np.array([True, True, True, True]), IncidentSettings(gap_s=3600))
+    3
+    """
+    return len(group_incidents(actor_codes, ts, flagged, settings))
 
 
 def calibrate_threshold(

@@ -28,8 +28,8 @@ def test_fresh_actor_features_fall_back_to_the_role():
         event_bytes(99, action="update", record_count=9, ticket_id=None, fields=["email"])
     )
     state = new_state(event)
-    _, is_new = advance_windows(state, event)
-    row = dict(zip(FEATURE_NAMES, feature_row(event, state, peers, is_new), strict=True))
+    advance_windows(state, event)
+    row = dict(zip(FEATURE_NAMES, feature_row(event, state, peers), strict=True))
     # 9 records vs the role's 99th percentile of 1 record per access
     assert math.isclose(row["records_vs_role"], math.log(10 / 2))
     assert row["no_ticket"] == 1.0
@@ -52,8 +52,8 @@ def test_established_actor_gets_novelty_flags():
         advance_windows(state, e)
         absorb_into_baseline(state, e)
     odd = parse_event(event_bytes(100, action="export", source_ip="203.0.113.9", device_id="d2"))
-    _, is_new = advance_windows(state, odd)
-    row = dict(zip(FEATURE_NAMES, feature_row(odd, state, peers, is_new), strict=True))
+    advance_windows(state, odd)
+    row = dict(zip(FEATURE_NAMES, feature_row(odd, state, peers), strict=True))
     assert row["new_ip_or_device"] == 2.0 and row["first_time"] == 1.0
     p_role = peers.profile("customer_support").action_probability("export")
     expected = -math.log((0 + PRIOR_EVENTS * p_role) / (40 + PRIOR_EVENTS))
