@@ -21,6 +21,7 @@ from models.detector import Detector
 from stream.logs import logging_config
 from stream.metrics import WorkerMetrics
 from stream.processing import BatchProcessor, RawMessage
+from stream.security import faust_credentials
 from stream.settings import Settings
 
 log = logging.getLogger("insiderwatch")
@@ -30,6 +31,7 @@ metrics = WorkerMetrics()
 app = faust.App(
     settings.app_id,
     broker=f"kafka://{settings.broker}",
+    broker_credentials=faust_credentials(settings),
     store=settings.store,
     datadir=settings.data_dir,
     topic_partitions=settings.topic_partitions,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from stream.settings import REPO_ROOT
 
-__all__ = ["LocalKafka", "BrokerError"]
+__all__ = ["LocalKafka", "SecureListener", "BrokerError"]
 
 POM = REPO_ROOT / "kafka" / "pom.xml"
 LOG4J2 = """status = warn
@@ -42,6 +42,46 @@ class BrokerError(RuntimeError):
     """The local broker could not be installed, started or stopped (one sentence)."""
 
 
+@dataclass(frozen=True)
+class SecureListener:
+    """An extra ``SASL_SSL`` listener (TLS + SASL PLAIN and SCRAM-SHA-512) on 127.0.0.1.
+
+    The broker keeps its PLAINTEXT listener for the controller link and local tools; clients
+    that must authenticate use ``port``. ``keystore`` is a PKCS#12 file with the private key
+    and certificate chain, protected by ``key_password``.
+    """
+
+    port: int
+    keystore: Path
+    key_password: str
+    plain_users: dict[str, str]
+    scram_users: dict[str, str]
+
+    def properties(self) -> dict[str, str]:
+        prefix = "listener.name.sasl_ssl."
+        plain_users = " ".join(f'user_{u}="{p}"' for u, p in self.plain_users.items())
+        return {
+            "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-512",
+            prefix + "ssl.keystore.type": "PKCS12",
+            prefix + "ssl.keystore.location": str(self.keystore),
+            prefix + "ssl.keystore.password": self.key_password,
+            prefix + "ssl.key.password": self.key_password,
+            prefix + "plain.sasl.jaas.config": (
+                f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};"
+            ),
+            prefix + "scram-sha-512.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            ),
+        }
+
+    def scram_format_arguments(self) -> list[str]:
+        """``StorageTool format`` arguments that create the SCRAM users with the cluster."""
+        arguments: list[str] = []
+        for user, password in self.scram_users.items():
+            arguments += ["--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]"]
+        return arguments
+
+
 @dataclass
 class LocalKafka:
     """A single-node KRaft broker living entirely under ``home``.
@@ -61,6 +101,7 @@ class LocalKafka:
     controller_port: int = 9093
     heap_mb: int = 512
     extra_properties: dict[str, str] | None = None
+    secure: SecureListener | None = None
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).resolve()
@@ -149,6 +190,11 @@ class LocalKafka:
             "log.segment.bytes": str(256 * 1024 * 1024),
             "message.max.bytes": str(11 * 1024 * 1024),
         }
+        if self.secure is not None:
+            properties["listeners"] += f",SASL_SSL://127.0.0.1:{self.secure.port}"
+            properties["advertised.listeners"] += f",SASL_SSL://127.0.0.1:{self.secure.port}"
+            properties["listener.security.protocol.map"] += ",SASL_SSL:SASL_SSL"
+            properties.update(self.secure.properties())
         properties.update(self.extra_properties or {})
         self.config_file.write_text("".join(f"{k}={v}\n" for k, v in properties.items()))
         (self.home / "log4j2.properties").write_text(LOG4J2.format(logs=self.log_dir))
@@ -170,6 +216,7 @@ class LocalKafka:
                 "-c",
                 str(self.config_file),
                 "--ignore-formatted",
+                *(self.secure.scram_format_arguments() if self.secure else []),
             ],
             capture_output=True,
             text=True,

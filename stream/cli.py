@@ -17,7 +17,17 @@ from stream.settings import SETTINGS_DOC, Settings, SettingsError, flag_name
 __all__ = ["main", "build_parser"]
 
 # Settings that never get a CLI flag (secrets come from env vars or files only).
-_NO_FLAG = {"pseudonymize.key"}
+_NO_FLAG = {"pseudonymize.key", "sasl.password"}
+_SECURITY_SETTINGS = (
+    "security.protocol",
+    "sasl.mechanism",
+    "sasl.username",
+    "sasl.password",
+    "sasl.password.file",
+    "ssl.cafile",
+    "ssl.certfile",
+    "ssl.keyfile",
+)
 _BROKER_SETTINGS = (
     "broker",
     "topic.events",
@@ -26,7 +36,7 @@ _BROKER_SETTINGS = (
     "topic.scores",
     "topic.partitions",
     "topic.replication",
-)
+) + _SECURITY_SETTINGS
 _KAFKA_SETTINGS = ("kafka.home", "kafka.port", "kafka.controller.port", "kafka.heap.mb")
 _WORKER_SETTINGS = _BROKER_SETTINGS + (
     "app.id",

@@ -11,6 +11,7 @@ from kafka.errors import KafkaError
 
 from kafka import KafkaProducer
 from stream.offline import read_jsonl
+from stream.security import kafka_python_security
 from stream.settings import Settings
 from stream.topics import BrokerUnreachable, ensure_reachable
 
@@ -27,6 +28,7 @@ def make_producer(settings: Settings) -> KafkaProducer:
             batch_size=256 * 1024,
             max_request_size=16 * 1024 * 1024,
             client_id="insiderwatch-replay",
+            **kafka_python_security(settings),
             retries=5,
         )
     except (KafkaError, OSError, ValueError) as exc:

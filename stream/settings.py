@@ -51,6 +51,20 @@ SETTINGS_DOC: dict[str, tuple[object, str]] = {
         "",
         "HMAC key for pseudonymizing resource ids and IPs in alerts (empty = off)",
     ),
+    "security.protocol": (
+        "PLAINTEXT",
+        "Kafka client security: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
+    ),
+    "sasl.mechanism": ("SCRAM-SHA-512", "SASL mechanism: SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN"),
+    "sasl.username": ("", "SASL user name"),
+    "sasl.password": ("", "SASL password (env var only; prefer sasl.password.file)"),
+    "sasl.password.file": ("", "file holding the SASL password (first line)"),
+    "ssl.cafile": (
+        "",
+        "PEM file of the CA(s) that signed the brokers' certificates (empty = system CAs)",
+    ),
+    "ssl.certfile": ("", "PEM client certificate for mutual TLS (optional)"),
+    "ssl.keyfile": ("", "PEM private key of ssl.certfile (optional)"),
     "kafka.home": (".local/kafka", "local broker: jars, data and logs (git-ignored)"),
     "kafka.port": (9092, "local broker: client port on 127.0.0.1"),
     "kafka.controller.port": (9093, "local broker: KRaft controller port on 127.0.0.1"),
@@ -58,7 +72,9 @@ SETTINGS_DOC: dict[str, tuple[object, str]] = {
     "log.level": ("info", "log level: debug, info, warning, error"),
     "log.format": ("text", "worker log format: text or json (one JSON object per line)"),
 }
-_SECRET = {"pseudonymize.key"}
+_SECRET = {"pseudonymize.key", "sasl.password"}
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 
 
 def env_name(name: str) -> str:
@@ -96,6 +112,14 @@ class Settings:
     web_port: int
     alert_format: str
     pseudonymize_key: str
+    security_protocol: str
+    sasl_mechanism: str
+    sasl_username: str
+    sasl_password: str
+    sasl_password_file: str
+    ssl_cafile: str
+    ssl_certfile: str
+    ssl_keyfile: str
     kafka_home: str
     kafka_port: int
     kafka_controller_port: int
@@ -147,10 +171,50 @@ class Settings:
             raise SettingsError(f"log.format must be 'text' or 'json', got {self.log_format!r}")
         if not self.store.startswith(("memory://", "rocksdb://")):
             raise SettingsError(f"store must be memory:// or rocksdb://, got {self.store!r}")
+        self._validate_security()
         for server in self.broker.split(","):
             host, _, port = server.strip().rpartition(":")
             if not host or not port.isdigit():
                 raise SettingsError(f"broker must be host:port[,host:port], got {self.broker!r}")
+
+    def _validate_security(self) -> None:
+        if self.security_protocol not in SECURITY_PROTOCOLS:
+            raise SettingsError(
+                f"security.protocol must be one of {', '.join(SECURITY_PROTOCOLS)}, "
+                f"got {self.security_protocol!r}"
+            )
+        for name in ("ssl.cafile", "ssl.certfile", "ssl.keyfile", "sasl.password.file"):
+            path = getattr(self, _attr(name))
+            if path and not Path(path).is_file():
+                raise SettingsError(f"{name} names {path}, which is not a readable file")
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            raise SettingsError("ssl.certfile and ssl.keyfile must be set together (mutual TLS)")
+        if not self.security_protocol.startswith("SASL_"):
+            return
+        if self.sasl_mechanism not in SASL_MECHANISMS:
+            raise SettingsError(
+                f"sasl.mechanism must be one of {', '.join(SASL_MECHANISMS)}, "
+                f"got {self.sasl_mechanism!r}"
+            )
+        if not self.sasl_username:
+            raise SettingsError(f"security.protocol {self.security_protocol} needs sasl.username")
+        if not (self.sasl_password or self.sasl_password_file):
+            raise SettingsError(
+                f"security.protocol {self.security_protocol} needs a password: set "
+                f"{env_name('sasl.password.file')} (preferred) or {env_name('sasl.password')}"
+            )
+
+    def resolved_sasl_password(self) -> str:
+        """The SASL password: the first line of ``sasl.password.file``, else ``sasl.password``."""
+        if self.sasl_password_file:
+            try:
+                lines = Path(self.sasl_password_file).read_text().splitlines()
+            except (OSError, UnicodeDecodeError):
+                raise SettingsError(
+                    f"sasl.password.file {self.sasl_password_file} cannot be read"
+                ) from None
+            return lines[0].strip() if lines else ""
+        return self.sasl_password
 
     def as_env(self) -> dict[str, str]:
         """Environment variables that reproduce these settings in a child process."""

@@ -14,6 +14,7 @@ from rich.text import Text
 from kafka import KafkaConsumer, TopicPartition
 from models.events import parse_timestamp
 from models.incidents import SEVERITIES
+from stream.security import kafka_python_security
 from stream.settings import Settings
 from stream.topics import BrokerUnreachable, ensure_reachable
 
@@ -88,6 +89,7 @@ def tail_alerts(
             bootstrap_servers=settings.broker.split(","),
             enable_auto_commit=False,
             client_id="insiderwatch-tail",
+            **kafka_python_security(settings),
             consumer_timeout_ms=500,
         )
     except (KafkaError, OSError, ValueError) as exc:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import socket
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from kafka import KafkaAdminClient
+from stream.security import kafka_python_security
 from stream.settings import Settings
 
 __all__ = [
@@ -23,11 +28,80 @@ class BrokerUnreachable(RuntimeError):
     """No broker answered at the configured address."""
 
 
-def ensure_reachable(settings: Settings, timeout_s: float = 3.0) -> None:
+def ensure_reachable(settings: Settings, timeout_s: float = 3.0, authenticate: bool = True) -> None:
     """Fail fast, in one sentence, when no bootstrap server accepts a TCP connection.
 
-    kafka-python would otherwise retry with back-off for ~30 s and log every attempt.
+    kafka-python would otherwise retry with back-off for ~30 s and log every attempt. With
+    TLS or SASL configured (and ``authenticate``), also log in once, so a wrong password or
+    an untrusted certificate is reported as such instead of as a time-out.
     """
+    _tcp_reachable(settings, timeout_s)
+    if authenticate and settings.security_protocol != "PLAINTEXT":
+        admin_client(settings).close()
+
+
+class _ConnectionFailures(logging.Handler):
+    """Collects kafka-python's "Connection failed: <error>" log records (auth, TLS)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.errors: list[BaseException] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        for arg in record.args if isinstance(record.args, tuple) else ():
+            if isinstance(arg, BaseException):
+                self.errors.append(arg)
+
+
+@contextmanager
+def _explained_connection_errors(settings: Settings) -> Iterator[None]:
+    """Turn a failed bootstrap into one sentence naming the cause (credentials, TLS, none)."""
+    handler = _ConnectionFailures()
+    # kafka-python reports why a connection failed only in ERROR records under "kafka.net";
+    # listen to them here (and only here), whatever level the application set for "kafka".
+    logger = logging.getLogger("kafka.net")
+    saved = logger.level, logger.propagate
+    logger.setLevel(logging.ERROR)
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        yield
+    except (KafkaError, OSError, ValueError) as exc:
+        raise BrokerUnreachable(_explain(settings, exc, handler.errors)) from None
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+
+def _explain(settings: Settings, exc: BaseException, seen: list[BaseException]) -> str:
+    names = {type(error).__name__ for error in seen}
+    if "SaslAuthenticationFailedError" in names:
+        return (
+            f"Kafka at {settings.broker} rejected the {settings.sasl_mechanism} login of user "
+            f"{settings.sasl_username!r}; check sasl.username and the password"
+        )
+    if "UnsupportedSaslMechanismError" in names:
+        return (
+            f"Kafka at {settings.broker} does not offer SASL mechanism "
+            f"{settings.sasl_mechanism}; check sasl.mechanism"
+        )
+    for error in seen:
+        text = str(error)
+        if isinstance(error, ssl.SSLError) or "SSL" in text or "Handshake failed" in text:
+            reason = text.split("] ", 1)[-1].split(" (_ssl", 1)[0]
+            return (
+                f"the TLS handshake with Kafka at {settings.broker} failed ({reason}); check "
+                "ssl.cafile and security.protocol"
+            )
+    return (
+        f"Kafka at {settings.broker} accepts connections but did not answer "
+        f"({exc.__class__.__name__}) with security.protocol {settings.security_protocol}; "
+        "check that the port serves that protocol"
+    )
+
+
+def _tcp_reachable(settings: Settings, timeout_s: float) -> None:
     for server in settings.broker.split(","):
         host, _, port = server.strip().rpartition(":")
         try:
@@ -42,18 +116,15 @@ def ensure_reachable(settings: Settings, timeout_s: float = 3.0) -> None:
 
 
 def admin_client(settings: Settings, timeout_ms: int = 5000) -> KafkaAdminClient:
-    ensure_reachable(settings)
-    try:
+    ensure_reachable(settings, authenticate=False)
+    with _explained_connection_errors(settings):
         return KafkaAdminClient(
             bootstrap_servers=settings.broker.split(","),
             request_timeout_ms=timeout_ms,
+            bootstrap_timeout_ms=timeout_ms,
             client_id="insiderwatch-admin",
+            **kafka_python_security(settings),
         )
-    except (KafkaError, OSError, ValueError) as exc:
-        raise BrokerUnreachable(
-            f"no Kafka broker answers at {settings.broker} ({exc.__class__.__name__}); "
-            "start one with 'insiderwatch kafka start' or set INSIDERWATCH_BROKER"
-        ) from None
 
 
 def _specs(settings: Settings) -> list[NewTopic]:

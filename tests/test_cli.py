@@ -55,10 +55,17 @@ def test_bad_flag_exits_non_zero_without_traceback():
 
 
 def test_help_lists_settings_but_never_secrets():
-    result = run_cli("worker", "--help")
+    secrets = {
+        "INSIDERWATCH_SASL_PASSWORD": "hunter2-sasl",
+        "INSIDERWATCH_PSEUDONYMIZE_KEY": "hunter2-hmac",
+    }
+    result = run_cli("worker", "--help", env=secrets)
     assert result.returncode == 0
-    assert "--topic-alerts" in result.stdout
+    assert "--topic-alerts" in result.stdout and "--sasl-username" in result.stdout
+    assert "--sasl-password-file" in result.stdout
+    assert "--sasl-password " not in result.stdout, "a password must never be a CLI flag"
     assert "pseudonymize" not in result.stdout.lower()
+    assert "hunter2" not in result.stdout + result.stderr
 
 
 def test_simulate_train_score_round_trip(tmp_path):

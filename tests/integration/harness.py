@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from stream.security import kafka_python_security
 from stream.settings import Settings
 from stream.topics import create_topics
 from tests.conftest import REPO, free_port
@@ -29,6 +30,7 @@ class Deployment:
     partitions: int = 6
     scores_topic: bool = False
     extra: dict = field(default_factory=dict)
+    environ: dict = field(default_factory=dict)  # env-only settings (secrets)
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     workers: list = field(default_factory=list)
 
@@ -46,7 +48,7 @@ class Deployment:
         if self.scores_topic:
             overrides["topic.scores"] = f"scores-{self.tag}"
         overrides.update(self.extra)
-        self.settings = Settings.load(overrides, environ={})
+        self.settings = Settings.load(overrides, environ=self.environ)
         create_topics(self.settings)
 
     def env(self, web_port: int) -> dict[str, str]:
@@ -80,6 +82,7 @@ class Deployment:
         """Send ``values`` in order; return the (partition, offset) of each."""
         producer = KafkaProducer(
             bootstrap_servers=self.broker,
+            **kafka_python_security(self.settings),
             acks="all",
             linger_ms=5,
             max_request_size=16 * 1024 * 1024,
@@ -93,7 +96,10 @@ class Deployment:
     def read_topic(self, topic: str, expect: int | None = None, timeout_s: float = 60.0) -> list:
         """All records of ``topic`` (waits until ``expect`` are there, or quiet for 3 s)."""
         consumer = KafkaConsumer(
-            bootstrap_servers=self.broker, enable_auto_commit=False, consumer_timeout_ms=1000
+            bootstrap_servers=self.broker,
+            enable_auto_commit=False,
+            consumer_timeout_ms=1000,
+            **kafka_python_security(self.settings),
         )
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
         consumer.assign(tps)
