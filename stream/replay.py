@@ -13,7 +13,7 @@ from kafka import KafkaProducer
 from stream.offline import read_jsonl
 from stream.security import kafka_python_security
 from stream.settings import Settings
-from stream.topics import BrokerUnreachable, ensure_reachable
+from stream.topics import BrokerUnreachable, ensure_reachable, missing_topics
 
 __all__ = ["replay_file", "make_producer"]
 
@@ -56,6 +56,13 @@ def replay_file(
     limit: int | None = None,
 ) -> int:
     """Send every line of ``path`` to ``topic.events``; return how many were acknowledged."""
+    if settings.topic_events in missing_topics(settings):
+        # Without this check the producer blocks for a minute on metadata that never comes
+        # (the broker does not auto-create topics).
+        raise BrokerUnreachable(
+            f"topic {settings.topic_events} does not exist on {settings.broker}; "
+            "run 'insiderwatch topics create'"
+        )
     producer = make_producer(settings)
     sent = 0
     failures: list[Exception] = []
