@@ -171,31 +171,66 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_events(paths: list[str]) -> tuple[list, int]:
+def _parse_events(raws, since: float | None = None, until: float | None = None) -> tuple[list, int]:
+    """Valid events in event-time order (within [since, until) when given), and the bad count."""
     from models.events import InvalidEvent, parse_event
-    from stream.offline import read_jsonl
 
     events, bad = [], 0
-    for path in paths:
-        for _, raw in read_jsonl(_existing_file(path)):
-            parsed = parse_event(raw)
-            if isinstance(parsed, InvalidEvent):
-                bad += 1
-            else:
-                events.append(parsed)
-    events.sort(key=lambda e: e.ts)
+    for raw in raws:
+        parsed = parse_event(raw)
+        if isinstance(parsed, InvalidEvent):
+            bad += 1
+        elif (since is None or parsed.ts >= since) and (until is None or parsed.ts < until):
+            events.append(parsed)
+    # (time, id): the same history gives the same model whatever order it was read in
+    # (a topic interleaves its partitions differently from the file it was replayed from).
+    events.sort(key=lambda e: (e.ts, e.event_id))
     return events, bad
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _load_events(
+    paths: list[str], since: float | None = None, until: float | None = None
+) -> tuple[list, int]:
+    from stream.offline import read_jsonl
 
+    raws = (raw for path in paths for _, raw in read_jsonl(_existing_file(path)))
+    return _parse_events(raws, since, until)
+
+
+def _event_time(flag: str, value: str | None) -> float | None:
+    from models.events import parse_timestamp
+
+    if value is None:
+        return None
+    try:
+        return parse_timestamp(value)
+    except ValueError:
+        raise UserError(
+            f"{flag} must be an RFC 3339 time such as 2026-10-01T00:00:00Z, got {value!r}"
+        ) from None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
     from stream.progress import progress
 
     started = time.monotonic()
-    events, bad = _load_events(args.events)
+    since = _event_time("--since", args.since)
+    until = _event_time("--until", args.until)
+    if bool(args.events) == bool(args.from_topic):
+        raise UserError("train needs either --events FILE or --from-topic")
+    if args.from_topic:
+        from stream.history import read_topic_snapshot
+
+        s = _settings(args)
+        with progress(f"train (reading {s.topic_events})", None) as advance:
+            events, bad = _parse_events(read_topic_snapshot(s, progress=advance), since, until)
+        source = f"topic {s.topic_events}"
+    else:
+        events, bad = _load_events(args.events, since, until)
+        source = ", ".join(args.events)
     with progress("train (replaying history)", len(events)) as advance:
         manifest = _train(args, events, advance)
-    _print_trained(args, manifest, events, bad, started)
+    _print_trained(args, manifest, events, bad, started, source)
     return 0
 
 
@@ -223,10 +258,11 @@ def _train(args: argparse.Namespace, events: list, advance) -> dict:
 
 
 def _print_trained(
-    args: argparse.Namespace, manifest: dict, events: list, bad: int, started: float
+    args: argparse.Namespace, manifest: dict, events: list, bad: int, started: float, source: str
 ) -> None:
     print(
-        f"train: model {manifest['model_version']} from {len(events)} events ({bad} invalid skipped), "
+        f"train: model {manifest['model_version']} from {len(events)} events of {source} "
+        f"({bad} invalid skipped), "
         f"{manifest['actor_count']} actors, threshold {manifest['threshold']:.4f} "
         f"({manifest['training_incidents_at_threshold']} incidents in {manifest['actor_days']} actor-days), "
         f"written to {args.model_dir} in {time.monotonic() - started:.1f} s"
@@ -491,7 +527,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("train", help="fit and export a model from a history of events")
-    p.add_argument("--events", action="append", required=True, help="JSONL history (repeatable)")
+    p.add_argument("--events", action="append", help="JSONL history (repeatable)")
+    p.add_argument(
+        "--from-topic",
+        action="store_true",
+        help="read the history from topic.events instead (everything retained, up to now)",
+    )
+    p.add_argument("--since", help="only events at or after this RFC 3339 time (event time)")
+    p.add_argument("--until", help="only events before this RFC 3339 time (event time)")
     p.add_argument("--model-dir", required=True)
     p.add_argument(
         "--alert-budget", type=float, default=2.0, help="incidents per 1,000 actor-days (default 2)"
@@ -510,6 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--incident-max-hours", type=float, default=24.0, help="longest incident")
     p.add_argument("--model-version", default=None)
+    _add_settings(p, _BROKER_SETTINGS)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("score", help="score JSONL files offline through the worker's code")

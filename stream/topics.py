@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -153,6 +154,16 @@ def create_topics(settings: Settings) -> list[str]:
                 created.append(spec.name)
             except TopicAlreadyExistsError:
                 pass
+        # CreateTopics returns before every broker's metadata shows the topic; wait (bounded)
+        # so that a command run right after this one finds it.
+        deadline = time.monotonic() + 15.0
+        while created and not set(created) <= set(admin.list_topics()):
+            if time.monotonic() > deadline:
+                raise BrokerUnreachable(
+                    f"topics {', '.join(created)} were created but are not visible on "
+                    f"{settings.broker} after 15 s"
+                )
+            time.sleep(0.1)
         return created
     finally:
         admin.close()
