@@ -151,6 +151,24 @@ class Worker:
             f"worker not ready in {timeout_s} s: {self.log_path.read_text()[-3000:]}"
         )
 
+    def listen_addresses(self) -> set[str]:
+        """IPv4/IPv6 addresses with a listening socket on the web port (from /proc/net)."""
+        found = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                lines = Path(table).read_text().splitlines()[1:]
+            except OSError:
+                continue
+            for line in lines:
+                local, state = line.split()[1], line.split()[3]
+                address, port = local.rsplit(":", 1)
+                if state == "0A" and int(port, 16) == self.web_port:
+                    if len(address) == 8:
+                        found.add(".".join(str(int(address[i : i + 2], 16)) for i in (6, 4, 2, 0)))
+                    else:
+                        found.add("::" if set(address) == {"0"} else address)
+        return found
+
     def metric(self, name: str) -> float:
         """Sum of a Prometheus counter/gauge over its labels."""
         _, text = self.get("/metrics")

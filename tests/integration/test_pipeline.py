@@ -91,6 +91,8 @@ def test_every_event_is_scored_or_dead_lettered_and_alerts_match_offline(
     try:
         worker = deployment.start_worker()
         worker.wait_ready()
+        # faust worker binds 0.0.0.0 by default; ours must listen on loopback only.
+        assert worker.listen_addresses() == {"127.0.0.1"}, worker.listen_addresses()
         values = _events()
         deployment.produce(values)
         worker.wait_metric("insiderwatch_events_consumed_total", 1000)

@@ -21,7 +21,16 @@ def test_train_from_topic_equals_train_from_file(kafka_broker, small_history, tm
     assert replayed.returncode == 0, replayed.stderr
     with open(small_history, "ab") as handle:  # a bad line in the file is skipped, not fatal
         handle.write(b"{not json\n")
-    common = ["--warmup-days", "5", "--trees", "30", "--seed", "4", "--until", "2026-01-12T00:00:00Z"]
+    common = [
+        "--warmup-days",
+        "5",
+        "--trees",
+        "30",
+        "--seed",
+        "4",
+        "--until",
+        "2026-01-12T00:00:00Z",
+    ]
     from_file = run_cli(
         "train", "--events", str(small_history), "--model-dir", str(tmp_path / "a"), *common
     )
