@@ -56,6 +56,25 @@ def featurize_history(
     return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURE_NAMES))
 
 
+# Severity = how much shorter the average isolation path is than at the alert threshold.
+# Training holds only a handful of scores above the threshold (that is what an alert budget
+# means), so cuts taken from that tail collapse onto the training maximum and any new
+# extreme became "critical". Path-length fractions extend past the training range instead.
+SEVERITY_PATH_FRACTIONS = {"medium": 0.9, "high": 0.8, "critical": 0.7}
+
+
+def severity_cuts(threshold: float) -> dict[str, float]:
+    """Score cuts where the mean isolation path is 90 / 80 / 70 % of the threshold's.
+
+    A score is ``s = 2 ** (-E[h] / c)``, so a path ``f`` times as long as the threshold's has
+    score ``threshold ** f``.
+
+    >>> {k: round(v, 3) for k, v in severity_cuts(0.73).items()}
+    {'medium': 0.753, 'high': 0.777, 'critical': 0.802}
+    """
+    return {name: float(threshold**f) for name, f in SEVERITY_PATH_FRACTIONS.items()}
+
+
 def group_incidents(
     actor_codes: np.ndarray, ts: np.ndarray, flagged: np.ndarray, settings: IncidentSettings
 ) -> list[list[int]]:
@@ -186,14 +205,7 @@ def train_model(
         train_scores >= threshold, cusum, actor_codes, ts, allowed, incident
     )
 
-    tail = np.sort(train_scores[train_scores >= threshold])
-
-    def _cut(fraction: float) -> float:
-        if tail.size == 0:
-            return threshold
-        return float(max(threshold, tail[min(tail.size - 1, int(tail.size * (1 - fraction)))]))
-
-    severity = {"medium": _cut(0.5), "high": _cut(0.15), "critical": _cut(0.03)}
+    severity = severity_cuts(threshold)
 
     rng = np.random.default_rng(seed)
     sample = x[rng.choice(len(x), size=min(5000, len(x)), replace=False)]

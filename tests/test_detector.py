@@ -112,3 +112,15 @@ def test_pseudonymized_alerts_do_not_carry_customer_ids(small_model):
     assert alerts
     assert alerts[0]["event"]["resource_id"].startswith("hmac:")
     assert "cust-123" not in orjson.dumps(alerts[0]).decode()
+
+
+def test_severity_grows_with_isolation_depth_beyond_the_training_range(small_model):
+    detector = Detector(load_model(small_model))
+    threshold = detector.threshold
+    assert detector.severity_level(threshold) == 0
+    assert detector.severity_level(threshold**0.85) == 1
+    assert detector.severity_level(threshold**0.75) == 2
+    assert detector.severity_level(threshold**0.6) == 3
+    quantiles = load_model(small_model).manifest["score_quantiles"]
+    # "critical" is beyond every training score: a new extreme is not critical by default.
+    assert detector._cuts[3] > max(quantiles.values())
