@@ -95,10 +95,15 @@ def _explain(settings: Settings, exc: BaseException, seen: list[BaseException]) 
                 f"the TLS handshake with Kafka at {settings.broker} failed ({reason}); check "
                 "ssl.cafile and security.protocol"
             )
+    mechanism = (
+        f" and offers sasl.mechanism {settings.sasl_mechanism}"
+        if settings.security_protocol.startswith("SASL_")
+        else ""
+    )
     return (
         f"Kafka at {settings.broker} accepts connections but did not answer "
         f"({exc.__class__.__name__}) with security.protocol {settings.security_protocol}; "
-        "check that the port serves that protocol"
+        f"check that the port serves that protocol{mechanism}"
     )
 
 

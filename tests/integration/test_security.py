@@ -123,7 +123,9 @@ def _flags(settings: dict) -> list[str]:
         ({}, "wrong-password", "rejected the SCRAM-SHA-512 login of user 'iw-scram'"),
         ({"ssl.cafile": ""}, SCRAM_PASSWORD, "TLS handshake"),
         ({"security.protocol": "PLAINTEXT"}, SCRAM_PASSWORD, "check that the port serves"),
-        ({"sasl.mechanism": "SCRAM-SHA-256"}, SCRAM_PASSWORD, "does not offer SASL mechanism"),
+        # kafka-python does not always report the broker's "unsupported mechanism" answer
+        # before its bootstrap times out; both messages then name the mechanism setting.
+        ({"sasl.mechanism": "SCRAM-SHA-256"}, SCRAM_PASSWORD, "sasl.mechanism"),
     ],
     ids=["wrong-password", "untrusted-ca", "wrong-protocol", "wrong-mechanism"],
 )
