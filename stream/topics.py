@@ -127,7 +127,10 @@ def admin_client(settings: Settings, timeout_ms: int = 5000) -> KafkaAdminClient
         return KafkaAdminClient(
             bootstrap_servers=settings.broker.split(","),
             request_timeout_ms=timeout_ms,
-            bootstrap_timeout_ms=timeout_ms,
+            # a TLS + SASL login to a busy broker can take seconds
+            bootstrap_timeout_ms=timeout_ms
+            if settings.security_protocol == "PLAINTEXT"
+            else 10_000,
             client_id="insiderwatch-admin",
             **kafka_python_security(settings),
         )
