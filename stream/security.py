@@ -1,8 +1,8 @@
 """Kafka client security (TLS, SASL PLAIN / SCRAM) from settings, for every client we make.
 
 One place turns ``security.*``, ``sasl.*`` and ``ssl.*`` settings into the keyword arguments
-of the three client libraries insiderwatch uses: kafka-python (admin, replay, tail),
-aiokafka (benchmarks) and Faust (the worker). The password is read here, at the last moment,
+of the client libraries insiderwatch uses: kafka-python (admin, replay, tail, train) and
+Faust (the worker). The password is read here, at the last moment,
 from ``sasl.password.file`` or the ``INSIDERWATCH_SASL_PASSWORD`` env var; it is never a CLI
 flag and never logged (:meth:`stream.settings.Settings.describe` masks it).
 
@@ -23,7 +23,6 @@ from stream.settings import Settings
 __all__ = [
     "ssl_context",
     "kafka_python_security",
-    "aiokafka_security",
     "faust_credentials",
 ]
 
@@ -59,11 +58,6 @@ def kafka_python_security(settings: Settings) -> dict[str, Any]:
         kwargs["ssl_context"] = context
     kwargs.update(_sasl(settings))
     return kwargs
-
-
-def aiokafka_security(settings: Settings) -> dict[str, Any]:
-    """Keyword arguments for aiokafka clients (same names as kafka-python)."""
-    return kafka_python_security(settings)
 
 
 def faust_credentials(settings: Settings) -> Any:

@@ -8,15 +8,13 @@ exit, and the password appears in no log or output.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from stream.broker import BrokerError, LocalKafka, SecureListener
-from tests.conftest import REPO, free_port
+from tests.conftest import free_port
 from tests.integration.harness import Deployment
 from tests.integration.test_pipeline import _events
+from tests.test_cli import run_cli
 from tests.tls import make_tls_files
 
 pytestmark = pytest.mark.integration
@@ -98,21 +96,6 @@ def test_worker_authenticates_and_scores_over_sasl_ssl(
     assert password not in log, "the SASL password leaked into the worker log"
 
 
-def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    import os
-
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("INSIDERWATCH_")}
-    full_env.update(env)
-    return subprocess.run(
-        [sys.executable, "-m", "stream.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=full_env,
-        timeout=60,
-    )
-
-
 def _flags(settings: dict) -> list[str]:
     return [x for k, v in settings.items() for x in ("--" + k.replace(".", "-"), v)]
 
@@ -143,7 +126,7 @@ def test_bad_credentials_or_tls_get_one_sentence(secure_broker, change, password
     settings = {k: v for k, v in settings.items() if v}
     if settings.get("security.protocol") == "PLAINTEXT":
         settings = {"broker": settings["broker"], "security.protocol": "PLAINTEXT"}
-    result = _cli(
+    result = run_cli(
         "topics", "create", *_flags(settings), env={"INSIDERWATCH_SASL_PASSWORD": password}
     )
     assert result.returncode != 0
