@@ -8,6 +8,7 @@ with per-actor state in the changelog-backed ``actor-state`` table. Settings com
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from pathlib import Path
@@ -84,6 +85,24 @@ class ActorStateTable(faust.Table):
             self[key] = value
         finally:
             self._partition_override = None
+
+    # Faust sends changelog records "soon" and commits input offsets without waiting for
+    # them, so a kill -9 between the two loses state for events that are never redelivered.
+    # We keep each record's delivery future and wait for them before the batch is acked.
+    _unacknowledged: list[Any] | None = None
+
+    def send_changelog(self, partition, key, value, key_serializer=None, value_serializer=None):
+        future = super().send_changelog(partition, key, value, key_serializer, value_serializer)
+        if self._unacknowledged is None:
+            self._unacknowledged = []
+        self._unacknowledged.append(future)
+        return future
+
+    async def acknowledged(self) -> None:
+        """Return once the broker has stored every changelog record written so far."""
+        pending, self._unacknowledged = self._unacknowledged or [], []
+        if pending:
+            await asyncio.gather(*pending)
 
 
 events_topic = app.topic(
@@ -176,6 +195,8 @@ async def score_access_events(stream: faust.StreamT) -> None:
             for e in batch
         ]
         await batch_processor.handle(messages)
+        # The batch's offsets are acked when the next batch is taken: state first.
+        await actor_state.acknowledged()
         metrics.actor_states.set(len(actor_state))
 
 
