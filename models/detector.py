@@ -116,6 +116,13 @@ class Detector:
         self._cusum_limit = float(sustained.get("limit", float("inf")))
         self._pseudonymize_key = pseudonymize_key
 
+    def warm_up(self) -> None:
+        """Run the compiled scorer and attribution once, so the first real batch does not pay
+        for loading the JIT-compiled code (hundreds of milliseconds of first-alert latency)."""
+        row = np.zeros((1, len(self.model.feature_names)), dtype=np.float64)
+        score(self.model.forest, row)
+        path_attribution(self.model.forest, row)
+
     def severity_level(self, value: float) -> int:
         """0..3 for low..critical, from the calibrated score cuts."""
         level = 0

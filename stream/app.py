@@ -267,6 +267,7 @@ async def ready_page(self: Any, request: web.Request) -> web.Response:
 async def banner() -> None:
     """Start-up banner: broker, topics, model version (partitions are logged on assignment)."""
     batch_processor = processor()
+    batch_processor.detector.warm_up()
     log.info(
         "insiderwatch worker: broker=%s events=%s alerts=%s dlq=%s model=%s web=http://%s:%s",
         settings.broker,
