@@ -2,11 +2,13 @@
 JSON-decoding loop over the same file (the floor cost of reading it) in the same run.
 
 Run: .venv/bin/python benchmarks/bench_offline.py [--actors 500 --days 10]
+(one process, then ``--workers`` = the machine's CPU count)
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -47,38 +49,46 @@ def main() -> None:
             orjson.loads(line)
     decode_rate = count / (time.perf_counter() - started)
 
-    started = time.perf_counter()
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "stream.cli",
-            "score",
-            "--model-dir",
-            str(WORK / "model"),
-            "--events",
-            str(live),
-            "--out",
-            str(WORK / "alerts.jsonl"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    score_rate = count / (time.perf_counter() - started)
-    print_table(
-        ["measure", "events/s", "note"],
-        [
-            ["plain orjson decode of the file", f"{decode_rate:,.0f}", "floor: read + parse only"],
+    def score_rate(workers: int) -> float:
+        started = time.perf_counter()
+        subprocess.run(
             [
-                "insiderwatch score (whole command)",
-                f"{score_rate:,.0f}",
-                f"{score_rate / decode_rate:.1%} of decode",
+                sys.executable,
+                "-m",
+                "stream.cli",
+                "score",
+                "--model-dir",
+                str(WORK / "model"),
+                "--events",
+                str(live),
+                "--out",
+                str(WORK / f"alerts-{workers}.jsonl"),
+                "--workers",
+                str(workers),
             ],
-        ],
-    )
-    print(
-        f"saved {save('offline', {'events': count, 'decode_events_per_s': decode_rate, 'score_events_per_s': score_rate})}"
-    )
+            check=True,
+            capture_output=True,
+        )
+        return count / (time.perf_counter() - started)
+
+    rates = {workers: score_rate(workers) for workers in (1, os.cpu_count() or 1)}
+    rows = [["plain orjson decode of the file", f"{decode_rate:,.0f}", "floor: read + parse only"]]
+    for workers, rate in rates.items():
+        rows.append(
+            [
+                f"insiderwatch score --workers {workers} (whole command)",
+                f"{rate:,.0f}",
+                f"{rate / decode_rate:.1%} of decode",
+            ]
+        )
+    print_table(["measure", "events/s", "note"], rows)
+    result = {
+        "events": count,
+        "decode_events_per_s": decode_rate,
+        "score_events_per_s": rates[1],
+        "score_events_per_s_by_workers": {str(k): v for k, v in rates.items()},
+    }
+    print(f"saved {save('offline', result)}")
 
 
 if __name__ == "__main__":

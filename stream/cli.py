@@ -286,6 +286,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     from stream.progress import progress
 
     s = _settings(args)
+    if args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
     detector = _load_detector(s)
     for path in args.events:
         _existing_file(path)
@@ -300,6 +302,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             dlq_path=args.dlq_out,
             alert_format=s.alert_format,
             progress=advance,
+            workers=args.workers,
         )
     elapsed = time.monotonic() - started
     print(
@@ -564,6 +567,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="alerts JSONL")
     p.add_argument("--all-scores", default=None, help="also write every event's score (JSONL)")
     p.add_argument("--dlq-out", default=None, help="also write dead-letter records (JSONL)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes; events are split by actor (default 1; outputs then grouped by worker)",
+    )
     _add_settings(p, ("alert.format",))
     p.set_defaults(func=cmd_score)
 
