@@ -33,6 +33,11 @@ def run_cli(*args, env=None):
             "does not exist",
         ),
         (["train", "--events", "/nonexistent.jsonl", "--model-dir", "m"], {}, "does not exist"),
+        (
+            ["score", "--model-dir", "m", "--events", "x", "--out", "y", "--workers", "0"],
+            {},
+            "--workers must be at least 1",
+        ),
         (["topics", "create", "--broker", "127.0.0.1:1"], {}, "no Kafka broker answers"),
         (["tail", "--broker", "127.0.0.1:1"], {}, "no Kafka broker answers"),
         (["replay", "pyproject.toml", "--broker", "127.0.0.1:1"], {}, "no Kafka broker answers"),
