@@ -1,0 +1,111 @@
+"""Memory benchmark: one worker's RSS with 100,000 active actors in the memory store.
+
+Pre-fills a topic with ``--actors`` x ``--events-per-actor`` events (simulated accesses of a
+500-actor organisation, re-assigned round-robin to distinct actor ids, same roles), runs one
+worker over it and records its peak RSS, the actor-state count and the bytes of state it
+wrote. Reference in the same run: the RSS of the same worker after its first batch (the
+fixed cost of Python, Faust, numba and the model).
+
+Run: .venv/bin/python benchmarks/bench_memory.py [--actors 100000 --events-per-actor 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.bench_pipeline import (  # noqa: E402
+    REPO,
+    WORK,
+    _metric,
+    _produce,
+    _rss_mb,
+    _settings,
+    _start_worker,
+    _stop,
+    _wait_ready,
+)
+from benchmarks.common import print_table, save  # noqa: E402
+from models.events import parse_event  # noqa: E402
+from models.simulate import SimulationConfig, simulate  # noqa: E402
+from models.train import train_model  # noqa: E402
+from stream.broker import LocalKafka  # noqa: E402
+from stream.topics import create_topics  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--actors", type=int, default=100_000)
+    parser.add_argument("--events-per-actor", type=int, default=3)
+    parser.add_argument("--port", type=int, default=29092)
+    args = parser.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    broker = LocalKafka(
+        REPO / ".local" / "bench-kafka", port=args.port, controller_port=args.port + 1, heap_mb=1024
+    )
+    print(f"broker: {broker.start()}")
+    templates = list(simulate(SimulationConfig(actors=500, days=10, seed=5)))
+    model_dir = WORK / "model"
+    if not (model_dir / "manifest.json").exists():
+        train_model([parse_event(orjson.dumps(d)) for d in templates], model_dir)
+    total = args.actors * args.events_per_actor
+    values = []
+    for i in range(total):
+        doc = dict(templates[i % len(templates)])
+        doc["actor_id"] = f"mem-{i % args.actors:07d}"
+        doc["event_id"] = f"mem-{i}"
+        values.append((doc["actor_id"].encode(), orjson.dumps(doc)))
+
+    tag = uuid.uuid4().hex[:6]
+    settings = _settings(broker.bootstrap, tag, model_dir)
+    create_topics(settings)
+    _produce(settings, values)
+    print(f"pre-filled {settings.topic_events} with {total} events of {args.actors} actors")
+
+    worker = _start_worker(settings, f"worker-{tag}.log")
+    try:
+        _wait_ready(6091)
+        while _metric(6091, "insiderwatch_events_consumed_total") < 1:
+            time.sleep(0.1)
+        fixed_rss = _rss_mb(worker.pid)
+        peak_rss = fixed_rss
+        while _metric(6091, "insiderwatch_events_consumed_total") < total:
+            time.sleep(0.5)
+            peak_rss = max(peak_rss, _rss_mb(worker.pid))
+        time.sleep(6)  # the actor-state gauges refresh every 5 s
+        peak_rss = max(peak_rss, _rss_mb(worker.pid))
+        actors = _metric(6091, "insiderwatch_actor_states")
+        state_bytes = _metric(6091, "insiderwatch_actor_state_bytes")
+    finally:
+        _stop(worker)
+    rows = [
+        ["worker RSS after its first batch", f"{fixed_rss:.0f} MB", "fixed cost (reference)"],
+        ["worker peak RSS", f"{peak_rss:.0f} MB", f"{actors:,.0f} actors in state"],
+        [
+            "RSS per actor above the fixed cost",
+            f"{(peak_rss - fixed_rss) * 1024 * 1024 / max(actors, 1):,.0f} B",
+            f"stored state: {state_bytes / max(actors, 1):,.0f} B per actor",
+        ],
+    ]
+    print_table(["measure", "value", "note"], rows)
+    path = save(
+        "memory",
+        {
+            "actors": actors,
+            "events": total,
+            "fixed_rss_mb": fixed_rss,
+            "peak_rss_mb": peak_rss,
+            "state_bytes": state_bytes,
+        },
+    )
+    print(f"saved {path}")
+
+
+if __name__ == "__main__":
+    main()
