@@ -19,8 +19,8 @@ def test_train_from_topic_equals_train_from_file(kafka_broker, small_history, tm
         "replay", str(small_history), "--broker", kafka_broker.bootstrap, "--topic-events", topic
     )
     assert replayed.returncode == 0, replayed.stderr
-    with open(small_history, "ab") as handle:  # a bad line in the file is skipped, not fatal
-        handle.write(b"{not json\n")
+    history = tmp_path / "history.jsonl"  # a copy: the session fixture stays as it is
+    history.write_bytes(small_history.read_bytes() + b"{not json\n")  # skipped, not fatal
     common = [
         "--warmup-days",
         "5",
@@ -32,7 +32,7 @@ def test_train_from_topic_equals_train_from_file(kafka_broker, small_history, tm
         "2026-01-12T00:00:00Z",
     ]
     from_file = run_cli(
-        "train", "--events", str(small_history), "--model-dir", str(tmp_path / "a"), *common
+        "train", "--events", str(history), "--model-dir", str(tmp_path / "a"), *common
     )
     from_topic = run_cli(
         "train",
