@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.features import FEATURE_NAMES, FEATURE_VERSION
 from models.forest import ForestArrays
 from models.peers import PeerBaseline
 
@@ -113,6 +114,15 @@ def load_model(model_dir: str | Path) -> Model:
         raise ArtifactError(
             f"{manifest_path} has format version {manifest.get('format_version')!r}; "
             f"this insiderwatch reads version {FORMAT_VERSION}"
+        )
+    if (
+        manifest.get("feature_names") != list(FEATURE_NAMES)
+        or manifest.get("feature_version") != FEATURE_VERSION
+    ):
+        raise ArtifactError(
+            f"{manifest_path} was trained on another feature set (version "
+            f"{manifest.get('feature_version')!r}, this insiderwatch computes version "
+            f"{FEATURE_VERSION}); retrain it with 'insiderwatch train'"
         )
     claimed = manifest.get("manifest_sha256")
     body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}

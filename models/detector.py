@@ -25,11 +25,17 @@ import numpy as np
 from models.artifact import Model
 from models.events import AccessEvent
 from models.explain import explain, summarise
-from models.features import MATURE_EVENTS, RARE_SURPRISAL, feature_row, surprisal
+from models.features import MATURE_EVENTS, access_surprise, feature_row, is_rare_access
 from models.forest import path_attribution, score
 from models.incidents import SEVERITIES, IncidentSettings, incident_fields, step_incident
 from models.peers import PeerBaseline
-from models.state import ActorState, absorb_into_baseline, advance_windows, new_state
+from models.state import (
+    ActorState,
+    absorb_into_baseline,
+    advance_windows,
+    count_rare_access,
+    new_state,
+)
 from models.sustained import cusum_step
 
 __all__ = ["Scored", "BatchOutcome", "Detector", "observe", "rfc3339", "ALERT_SCHEMA"]
@@ -50,15 +56,21 @@ def rfc3339(ts: float) -> str:
 
 def observe(
     event: AccessEvent, states: MutableMapping[str, ActorState], peers: PeerBaseline
-) -> tuple[ActorState, bool, list[float]]:
-    """Advance the actor's windows with ``event``; return ``(state, is_late, features)``."""
+) -> tuple[ActorState, bool, bool, list[float]]:
+    """Advance the actor's windows with ``event``; return ``(state, is_late, is_rare, features)``.
+
+    ``is_rare`` (:func:`~models.features.is_rare_access`) is for
+    :func:`~models.state.count_rare_access`, once the event is known not to be flagged.
+    """
     state = states.get(event.actor_id)
     if state is None:
         state = new_state(event)
         states[event.actor_id] = state
-    is_rare = surprisal(event, state, peers.profile(event.actor_role)) > RARE_SURPRISAL
-    is_late, _ = advance_windows(state, event, is_rare)
-    return state, is_late, feature_row(event, state, peers)
+    role = peers.profile(event.actor_role)
+    surprise = access_surprise(event, state, role)
+    is_late, _ = advance_windows(state, event)
+    is_rare = is_rare_access(event, role, surprise)
+    return state, is_late, is_rare, feature_row(event, state, peers, surprise, is_rare)
 
 
 @dataclass(slots=True)
@@ -152,9 +164,9 @@ class Detector:
             rows = []
             wave_states = []
             for index in wave:
-                state, is_late, row = observe(events[index], states, peers)
+                state, is_late, is_rare, row = observe(events[index], states, peers)
                 rows.append(row)
-                wave_states.append((state, is_late))
+                wave_states.append((state, is_late, is_rare))
             matrix = np.asarray(rows, dtype=np.float64)
             wave_scores = score(model.forest, matrix)
             triggers: list[str | None] = []
@@ -179,12 +191,14 @@ class Detector:
             attribution_of = {r: k for k, r in enumerate(flagged_rows)}
             for position, index in enumerate(wave):
                 event = events[index]
-                state, is_late = wave_states[position]
+                state, is_late, is_rare = wave_states[position]
                 value = float(wave_scores[position])
                 trigger = triggers[position]
                 scored[index] = Scored(event, value, trigger is not None, is_late)
                 if trigger is None:
                     absorb_into_baseline(state, event)
+                    if is_rare and not is_late:
+                        count_rare_access(state, event)
                     continue
                 step = step_incident(
                     state.incident,

@@ -23,7 +23,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from models.artifact import load_model
 from models.detector import Detector
 from models.events import AccessEvent, parse_event
-from models.incidents import IncidentSettings
+from models.incidents import DEFAULT_ALERT_BUDGET, IncidentSettings
 from models.simulate import INSIDER_SCENARIOS, SimulationConfig, simulate
 from models.state import ActorState
 from models.train import calibrate_threshold, group_incidents, train_model
@@ -45,7 +45,7 @@ class EvaluationConfig:
     history_days: int = 21
     scored_days: int = 7
     seed: int = 7
-    alert_budget: float = 2.0
+    alert_budget: float = DEFAULT_ALERT_BUDGET
     max_samples: int = 256
     out_dir: str = ".local/evaluate"
 

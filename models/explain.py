@@ -8,12 +8,19 @@ accesses in ~1 h (usual for this actor: 9 per hour)" rather than a feature name.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from models.events import AccessEvent
-from models.features import FEATURE_NAMES, PRIOR_EVENTS, WORKING_HOURS_PER_DAY, typical_day
+from models.features import (
+    FEATURE_NAMES,
+    PRIOR_EVENTS,
+    WORKING_HOURS_PER_DAY,
+    access_surprise,
+    typical_day,
+)
 from models.peers import RoleProfile
 from models.state import (
     DAY_S,
@@ -50,6 +57,30 @@ class Reason:
         }
 
 
+_WINDOW_COUNTS = frozenset(
+    {
+        "events_10m_vs_actor",
+        "records_1h_vs_actor",
+        "new_resources_1h_vs_actor",
+        "no_ticket_1h_vs_actor",
+        "rare_accesses_1h",
+        "rare_accesses_24h",
+        "no_ticket_24h_vs_actor",
+        "denied_1h",
+    }
+)
+
+
+def _accesses(value: float) -> str:
+    """A decayed count in words.
+
+    >>> _accesses(1.2), _accesses(4.6)
+    ('1 access', '5 accesses')
+    """
+    count = round(value)
+    return f"{count:,} access" if count == 1 else f"{count:,} accesses"
+
+
 def _w(state: ActorState, tau_index: int, quantity: int) -> float:
     return state.win[tau_index * N_QUANTITIES + quantity]
 
@@ -80,13 +111,7 @@ def _describe(
         return (
             value,
             hour_typ / 6,
-            f"{value:.0f} accesses in ~10 min (usual for this actor: {hour_typ / 6:.1f})",
-        )
-    if name == "events_1h_vs_actor":
-        return (
-            events_1h,
-            hour_typ,
-            f"{events_1h:.0f} accesses in ~1 h (usual for this actor: {hour_typ:.0f} per hour)",
+            f"{_accesses(value)} in ~10 min (usual for this actor: {hour_typ / 6:.1f})",
         )
     if name == "records_1h_vs_actor":
         value = _w(state, 1, W_RECORDS)
@@ -107,7 +132,7 @@ def _describe(
                 f"(usual for this actor: {hour_typ:.0f} per hour)"
             ),
         )
-    if name in ("no_ticket_1h_vs_actor", "no_ticket"):
+    if name == "no_ticket_1h_vs_actor":
         value = _w(state, 1, W_NO_TICKET)
         share = (state.no_ticket_n + PRIOR_EVENTS * role.no_ticket_share) / (hist_n + PRIOR_EVENTS)
         return (
@@ -122,7 +147,24 @@ def _describe(
         return (
             value,
             0.0,
-            f"{value:.0f} accesses in ~1 h that are rare for this actor (latest: {what})",
+            f"{_accesses(value)} in ~1 h that are rare for this actor or its role (latest: {what})",
+        )
+    if name == "rare_accesses_24h":
+        value = _w(state, 2, W_RARE)
+        return (
+            value,
+            0.0,
+            f"{_accesses(value)} in ~24 h that are rare for this actor or its role (latest: {what})",
+        )
+    if name == "access_surprise":
+        surprise = access_surprise(event, state, role)
+        ticket = "with" if event.ticket_id else "without"
+        fields = f" returning {', '.join(event.fields)}" if event.fields else ""
+        return (
+            surprise,
+            0.0,
+            f"{what}{fields} {ticket} a ticket: about 1 in {math.exp(surprise):,.0f} "
+            "of this actor's accesses look like this",
         )
     if name == "no_ticket_24h_vs_actor":
         value = _w(state, 2, W_NO_TICKET)
@@ -131,29 +173,20 @@ def _describe(
             value,
             day_typ * share,
             (
-                f"{value:.0f} accesses without a ticket in ~24 h (usual for this actor: {day_typ * share:.0f} per day)"
+                f"{_accesses(value)} without a ticket in ~24 h (usual for this actor: {day_typ * share:.0f} per day)"
             ),
         )
-    if name == "action_novelty":
-        count = state.actions.get(event.action, 0)
-        return count, hist_n, f"'{event.action}' in {count} of this actor's {hist_n} past accesses"
-    if name == "resource_type_novelty":
-        count = state.resource_types.get(event.resource_type, 0)
-        return (
-            count,
-            hist_n,
-            f"'{event.resource_type}' in {count} of this actor's {hist_n} past accesses",
-        )
-    if name == "action_role_rarity":
-        p = role.action_probability(event.action)
-        return p, 1.0, f"'{event.action}' is {p:.1%} of the role's accesses"
-    if name == "resource_type_role_rarity":
-        p = role.resource_type_probability(event.resource_type)
-        return p, 1.0, f"'{event.resource_type}' is {p:.1%} of the role's accesses"
+    if name == "access_role_rarity":
+        p = role.pair_probability(event.action, event.resource_type)
+        if p <= role.unseen_p:
+            return p, 1.0, f"{what}: never done by anyone in the role during training"
+        return p, 1.0, f"{what} is {p:.2%} of the role's accesses"
     if name == "field_role_rarity":
         rarest = min(event.fields, key=role.field_probability, default="")
         p = role.field_probability(rarest) if rarest else 1.0
-        return p, 1.0, f"returned field '{rarest}' ({p:.1%} of the role's accesses do)"
+        if p <= role.unseen_p:
+            return p, 1.0, f"returned field '{rarest}', never returned to the role during training"
+        return p, 1.0, f"returned field '{rarest}' ({p:.2%} of the role's accesses do)"
     if name == "hour_novelty":
         hour = (int(event.ts) % DAY_S) // 3600
         count = state.hours[hour]
@@ -168,11 +201,13 @@ def _describe(
             0.0,
             f"from an IP or device never seen for this actor ({event.source_ip}, {event.device_id})",
         )
-    if name == "first_time":
-        return 1.0, 0.0, f"first {what} (or field) ever for this actor after {hist_n} accesses"
     if name == "denied_1h":
         value = _w(state, 1, W_DENIED)
-        return value, 0.0, f"{value:.0f} denied or failed accesses in ~1 h"
+        return (
+            value,
+            0.0,
+            f"{round(value)} denied or failed {'access' if round(value) == 1 else 'accesses'} in ~1 h",
+        )
     raise KeyError(name)
 
 
@@ -206,7 +241,8 @@ def explain(
             break
         name = FEATURE_NAMES[int(index)]
         observed, expected, text = _describe(name, event, state, role)
-        if text in seen_texts:
+        if text in seen_texts or (name in _WINDOW_COUNTS and round(observed) == 0):
+            # A decayed window that rounds to "0 accesses" explains nothing to an analyst.
             continue
         seen_texts.add(text)
         reasons.append(Reason(name, float(observed), float(expected), float(excess[index]), text))

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 
 from models.events import AccessEvent
-from models.peers import PeerBaseline, RoleProfile
+from models.peers import PROBABILITY_FLOOR, PeerBaseline, RoleProfile, pair_key
 from models.state import (
     DAY_S,
     N_QUANTITIES,
@@ -35,19 +35,24 @@ __all__ = [
     "Feature",
     "FEATURES",
     "FEATURE_NAMES",
+    "FEATURE_VERSION",
     "feature_row",
-    "surprisal",
+    "access_surprise",
     "typical_day",
     "PRIOR_EVENTS",
     "RARE_SURPRISAL",
+    "is_rare_access",
+    "role_surprise",
 ]
 
+# Bump when a feature's definition changes: a model trained on other features is refused.
+FEATURE_VERSION = 2
 PRIOR_EVENTS = 20.0
 PRIOR_DAYS = 3.0
 MATURE_EVENTS = 30
 WORKING_HOURS_PER_DAY = 8.0
-# An access whose (action, resource type) has p < 1% for the actor counts as rare.
-RARE_SURPRISAL = math.log(100.0)
+# An access whose access_surprise says p < 0.1% for the actor counts as rare.
+RARE_SURPRISAL = math.log(1000.0)
 _TAU_10M, _TAU_1H, _TAU_24H = 0, 1, 2
 
 
@@ -72,11 +77,6 @@ FEATURES: tuple[Feature, ...] = (
         "accesses in the last ~10 min above the actor's usual pace",
     ),
     Feature(
-        "events_1h_vs_actor",
-        "ln ratio >= 0",
-        "accesses in the last hour above the actor's usual hour",
-    ),
-    Feature(
         "records_1h_vs_actor",
         "ln ratio >= 0",
         "records in the last hour above the actor's usual hour",
@@ -94,7 +94,14 @@ FEATURES: tuple[Feature, ...] = (
     Feature(
         "rare_accesses_1h",
         "ln(1+events)",
-        "accesses in the last hour that are rare for this actor (p < 1%)",
+        "rare (p < 0.1%) accesses for this actor or the role in the last hour: this one and "
+        "earlier ones that raised no alert on their own",
+    ),
+    Feature(
+        "rare_accesses_24h",
+        "ln(1+events)",
+        "rare (p < 0.1%) accesses for this actor or the role in the last day: this one and "
+        "earlier ones that raised no alert on their own",
     ),
     Feature(
         "no_ticket_24h_vs_actor",
@@ -102,15 +109,8 @@ FEATURES: tuple[Feature, ...] = (
         "accesses without a ticket in the last day above the actor's usual day",
     ),
     Feature(
-        "action_novelty", "-ln p", "how unusual this action is for the actor (shrunk to the role)"
+        "access_role_rarity", "-ln p", "how rare this (action, resource type) pair is for the role"
     ),
-    Feature(
-        "resource_type_novelty",
-        "-ln p",
-        "how unusual this resource type is for the actor (shrunk to the role)",
-    ),
-    Feature("action_role_rarity", "-ln p", "how rare this action is for the actor's role"),
-    Feature("resource_type_role_rarity", "-ln p", "how rare this resource type is for the role"),
     Feature(
         "field_role_rarity",
         "-ln p",
@@ -121,16 +121,16 @@ FEATURES: tuple[Feature, ...] = (
         "-ln p",
         "how unusual this hour of day (UTC) is for the actor (shrunk to the role)",
     ),
-    Feature("no_ticket", "flag", "1 when the access carries no ticket (no justification)"),
+    Feature(
+        "access_surprise",
+        "-ln p",
+        "how improbable the whole access is for the actor: the pair, any field the actor never "
+        "returned, and a missing ticket, taken together",
+    ),
     Feature(
         "new_ip_or_device",
         "count 0..2",
         "an established actor on an IP and/or device never seen before",
-    ),
-    Feature(
-        "first_time",
-        "count 0..3",
-        "an established actor's first use of this action / resource type / field",
     ),
     Feature("denied_1h", "ln(1+events)", "denied or failed accesses in the last hour"),
 )
@@ -149,30 +149,71 @@ def typical_day(state: ActorState, role_median: float, actor_value: float) -> fl
     return (actor_value * days + role_median * PRIOR_DAYS) / (days + PRIOR_DAYS)
 
 
-def surprisal(event: AccessEvent, state: ActorState, role: RoleProfile) -> float:
-    """-ln p of (action, resource type) for this actor, each shrunk towards the role.
+def access_surprise(event: AccessEvent, state: ActorState, role: RoleProfile) -> float:
+    """-ln p of the access for this actor: its (action, resource type) pair, its fields and
+    its justification, each estimated from the actor's history shrunk towards the role.
+
+    The three parts are treated as independent, so the value adds up small surprises: an
+    ordinary pair that returns a field no one in the role returns, without a ticket, is
+    more surprising than each part alone. A field counts only if the actor never returned
+    it; its surprise is then the role's -ln share of accesses returning it.
 
     >>> from models.peers import RoleProfile
-    >>> role = RoleProfile(1, {"view": 0.5}, {"review": 0.5}, [1 / 24] * 24, [1 / 7] * 7, 1, 1, 0, 1, {})
-    >>> round(surprisal(AccessEvent("e", "t", 0.0, "a", "view", "review"), ActorState(0.0, 0.0), role), 4)
+    >>> role = RoleProfile(1, {"view": 0.5}, {"review": 0.5}, [1 / 24] * 24, [1 / 7] * 7,
+    ...                    1, 1, 0.5, 1, {}, {"view review": 0.25})
+    >>> round(access_surprise(AccessEvent("e", "t", 0.0, "a", "view", "review", ticket_id="T"),
+    ...                       ActorState(0.0, 0.0), role), 4)
     1.3863
     """
     denominator = state.hist_n + PRIOR_EVENTS
-    p_action = (
-        state.actions.get(event.action, 0) + PRIOR_EVENTS * role.action_probability(event.action)
+    p_pair = (
+        state.pairs.get(pair_key(event.action, event.resource_type), 0)
+        + PRIOR_EVENTS * role.pair_probability(event.action, event.resource_type)
     ) / denominator
-    p_resource = (
-        state.resource_types.get(event.resource_type, 0)
-        + PRIOR_EVENTS * role.resource_type_probability(event.resource_type)
-    ) / denominator
-    return -math.log(p_action) - math.log(p_resource)
+    value = -math.log(p_pair)
+    field_surprise = 0.0
+    for name in event.fields:
+        if stable_hash(name) not in state.fields_seen:
+            field_surprise = max(field_surprise, -math.log(role.field_probability(name)))
+    value += field_surprise
+    if not event.ticket_id:
+        share = (state.no_ticket_n + PRIOR_EVENTS * role.no_ticket_share) / denominator
+        value -= math.log(max(share, PROBABILITY_FLOOR))
+    return value
 
 
-def feature_row(event: AccessEvent, state: ActorState, peers: PeerBaseline) -> list[float]:
+def role_surprise(event: AccessEvent, role: RoleProfile) -> float:
+    """-ln p of the access for the role: its (action, resource type) pair plus its rarest
+    field. Unlike :func:`access_surprise` it does not fade once the actor has done it.
+
+    >>> from models.peers import RoleProfile
+    >>> role = RoleProfile(1, {}, {}, [1 / 24] * 24, [1 / 7] * 7, 1, 1, 0.5, 1,
+    ...                    {"email": 0.5}, {"view review": 0.25})
+    >>> round(role_surprise(AccessEvent("e", "t", 0.0, "a", "view", "review",
+    ...                                 fields=("email",)), role), 4)
+    2.0794
+    """
+    value = -math.log(role.pair_probability(event.action, event.resource_type))
+    rarest_field = max((-math.log(role.field_probability(f)) for f in event.fields), default=0.0)
+    return value + rarest_field
+
+
+def is_rare_access(event: AccessEvent, role: RoleProfile, surprise: float) -> bool:
+    """Whether the access is rare (p < 0.1%) for the actor (``surprise``, see
+    :func:`access_surprise`) or for the role (:func:`role_surprise`)."""
+    return surprise > RARE_SURPRISAL or role_surprise(event, role) > RARE_SURPRISAL
+
+
+def feature_row(
+    event: AccessEvent, state: ActorState, peers: PeerBaseline, surprise: float, is_rare: bool
+) -> list[float]:
     """Compute the :data:`FEATURES` vector for ``event``.
 
     ``state`` must already include ``event`` in its windows (see
-    :func:`models.state.advance_windows`) but not yet in its baseline. Volume ratios are
+    :func:`models.state.advance_windows`) but not yet in its baseline; ``surprise`` is
+    :func:`access_surprise` of the event, computed before the windows advanced, and
+    ``is_rare`` is :func:`is_rare_access`. The rare-access counts are the actor's earlier
+    rare accesses that raised no alert plus this one if it is rare. Volume ratios are
     clipped at 0: an actor doing *less* than usual is not an insider signal, and the clip
     leaves normal traffic concentrated at 0, where the forest isolates any excess quickly.
     """
@@ -194,46 +235,34 @@ def feature_row(event: AccessEvent, state: ActorState, peers: PeerBaseline) -> l
     new_res_1h = win[_TAU_1H * q + W_NEW_RESOURCES]
     no_ticket_1h = win[_TAU_1H * q + W_NO_TICKET]
     denied_1h = win[_TAU_1H * q + W_DENIED]
-    rare_1h = win[_TAU_1H * q + W_RARE]
+    rare_now = 1.0 if is_rare else 0.0
+    rare_1h = win[_TAU_1H * q + W_RARE] + rare_now
+    rare_24h = win[_TAU_24H * q + W_RARE] + rare_now
     no_ticket_24h = win[_TAU_24H * q + W_NO_TICKET]
 
     no_ticket_share = (state.no_ticket_n + PRIOR_EVENTS * role.no_ticket_share) / (
         hist_n + PRIOR_EVENTS
     )
     denominator = hist_n + PRIOR_EVENTS
-    action_count = state.actions.get(event.action, 0)
-    resource_count = state.resource_types.get(event.resource_type, 0)
-    action_role_p = role.action_probability(event.action)
-    resource_role_p = role.resource_type_probability(event.resource_type)
+    pair_role_p = role.pair_probability(event.action, event.resource_type)
     hour = (int(event.ts) % DAY_S) // 3600
-    field_rarity = 0.0
-    new_fields = 0
-    for name in event.fields:
-        field_rarity = max(field_rarity, -log(role.field_probability(name)))
-        if mature and stable_hash(name) not in state.fields_seen:
-            new_fields = 1
+    field_rarity = max((-log(role.field_probability(name)) for name in event.fields), default=0.0)
     new_ip = mature and not is_known(state.ips, event.source_ip)
     new_device = mature and not is_known(state.devices, event.device_id)
 
     return [
         max(0.0, log((1.0 + event.record_count) / (1.0 + role.p99_records_per_event))),
         max(0.0, log((1.0 + events_10m) / (1.0 + hour_events_typ / 6.0))),
-        max(0.0, log((1.0 + events_1h) / (1.0 + hour_events_typ))),
         max(0.0, log((1.0 + records_1h) / (1.0 + hour_records_typ))),
         max(0.0, log((1.0 + new_res_1h) / (1.0 + hour_events_typ))),
         max(0.0, log((1.0 + no_ticket_1h) / (1.0 + events_1h * no_ticket_share))),
         log(1.0 + rare_1h),
+        log(1.0 + rare_24h),
         max(0.0, log((1.0 + no_ticket_24h) / (1.0 + day_events_typ * no_ticket_share))),
-        -log((action_count + PRIOR_EVENTS * action_role_p) / denominator),
-        -log((resource_count + PRIOR_EVENTS * resource_role_p) / denominator),
-        -log(action_role_p),
-        -log(resource_role_p),
+        -log(pair_role_p),
         field_rarity,
         -log((state.hours[hour] + PRIOR_EVENTS * role.hour_p[hour]) / denominator),
-        0.0 if event.ticket_id else 1.0,
+        surprise,
         float(new_ip) + float(new_device),
-        float(mature and action_count == 0)
-        + float(mature and resource_count == 0)
-        + float(new_fields),
         log(1.0 + denied_1h),
     ]

@@ -12,9 +12,20 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-__all__ = ["IncidentSettings", "IncidentStep", "alert_id_for", "step_incident", "SEVERITIES"]
+__all__ = [
+    "DEFAULT_ALERT_BUDGET",
+    "IncidentSettings",
+    "IncidentStep",
+    "alert_id_for",
+    "step_incident",
+    "SEVERITIES",
+]
 
 SEVERITIES = ("low", "medium", "high", "critical")
+# Incidents per 1,000 actor-days *on the training history*. A live period runs hotter than
+# the history it was calibrated on (drift, surges, people coming back from leave): measured
+# about 2x on held-out simulated weeks, so a budget of 1 yields about 2 live (see issue 3).
+DEFAULT_ALERT_BUDGET = 1.0
 MAX_EVENT_IDS = 20
 # incident list layout inside ActorState.incident (compact for the state store):
 _ID, _FIRST_TS, _LAST_TS, _COUNT, _MAX_SCORE, _LEVEL, _EVENT_IDS = range(7)

@@ -9,15 +9,24 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from models.events import AccessEvent
 
-__all__ = ["RoleProfile", "PeerBaseline", "build_peer_baseline", "GLOBAL_ROLE"]
+__all__ = ["RoleProfile", "PeerBaseline", "build_peer_baseline", "pair_key", "GLOBAL_ROLE"]
 
 GLOBAL_ROLE = "*"
 PROBABILITY_FLOOR = 1e-4
 _DAY_S = 86400
+
+
+def pair_key(action: str, resource_type: str) -> str:
+    """Key of one (action, resource type) pair in the joint histograms.
+
+    >>> pair_key("export", "customer_contact")
+    'export customer_contact'
+    """
+    return f"{action} {resource_type}"
 
 
 def _median(values: list[float]) -> float:
@@ -51,16 +60,26 @@ class RoleProfile:
     no_ticket_share: float
     p99_records_per_event: float
     field_p: dict[str, float]
+    # Joint (action, resource type) shares: "search product_listing" is common for engineers
+    # even though "search" and "product_listing" are each only moderately common, so the
+    # product of the marginals would overstate how rare the pair is.
+    pair_p: dict[str, float] = field(default_factory=dict)
+    # Probability of anything the role never did in training: below that of anything it did
+    # once (a fixed floor would rank "never" above "once" for a busy role).
+    unseen_p: float = PROBABILITY_FLOOR
 
     def action_probability(self, action: str) -> float:
-        return self.action_p.get(action, PROBABILITY_FLOOR)
+        return self.action_p.get(action, self.unseen_p)
 
     def resource_type_probability(self, resource_type: str) -> float:
-        return self.resource_type_p.get(resource_type, PROBABILITY_FLOOR)
+        return self.resource_type_p.get(resource_type, self.unseen_p)
+
+    def pair_probability(self, action: str, resource_type: str) -> float:
+        return self.pair_p.get(pair_key(action, resource_type), self.unseen_p)
 
     def field_probability(self, name: str) -> float:
         """Share of the role's accesses that return field ``name``."""
-        return self.field_p.get(name, PROBABILITY_FLOOR)
+        return self.field_p.get(name, self.unseen_p)
 
 
 @dataclass(slots=True)
@@ -103,6 +122,7 @@ def build_peer_baseline(events: Iterable[AccessEvent]) -> PeerBaseline:
     """
     actions: dict[str, Counter] = defaultdict(Counter)
     resource_types: dict[str, Counter] = defaultdict(Counter)
+    pairs: dict[str, Counter] = defaultdict(Counter)
     hours: dict[str, list[int]] = defaultdict(lambda: [0] * 24)
     weekdays: dict[str, list[int]] = defaultdict(lambda: [0] * 7)
     no_ticket: Counter = Counter()
@@ -117,6 +137,7 @@ def build_peer_baseline(events: Iterable[AccessEvent]) -> PeerBaseline:
         for role in (event.actor_role, GLOBAL_ROLE):
             actions[role][event.action] += 1
             resource_types[role][event.resource_type] += 1
+            pairs[role][pair_key(event.action, event.resource_type)] += 1
             hours[role][(int(event.ts) % _DAY_S) // 3600] += 1
             weekdays[role][(int(event.ts // _DAY_S) + 3) % 7] += 1
             totals[role] += 1
@@ -155,6 +176,8 @@ def build_peer_baseline(events: Iterable[AccessEvent]) -> PeerBaseline:
             field_p={
                 k: (v + 0.5) / (totals[role] + 1.0) for k, v in sorted(field_counts[role].items())
             },
+            pair_p=_distribution(pairs[role]),
+            unseen_p=min(PROBABILITY_FLOOR, 0.5 / (totals[role] + 1.0)),
         )
     if GLOBAL_ROLE not in roles:
         roles[GLOBAL_ROLE] = RoleProfile(

@@ -7,10 +7,12 @@ that serialises between batches computes exactly what one that never serialises 
 Two kinds of memory live here:
 
 * **windows** (10 min, 1 h, 24 h): exponentially decayed sums of events, records, first-seen
-  resources, no-ticket accesses, denied accesses and rare (for this actor) accesses. Every event feeds them, flagged or not,
-  because an ongoing burst must keep counting.
+  resources, no-ticket accesses and denied accesses. Every event feeds them, flagged or not,
+  because an ongoing burst must keep counting. The exception is the rare-access window: it
+  counts rare accesses that raised *no* alert (:func:`count_rare_access`), because its job is
+  to add up individually unremarkable oddities.
 * **baseline**: what is normal for this actor: hour-of-day and day-of-week histograms,
-  action and resource-type counts, known IPs and devices, typical daily volume. Only events
+  (action, resource type) pair counts, known IPs and devices, typical daily volume. Only events
   that were *not* flagged feed it, so an insider cannot teach the model that the attack is
   normal.
 
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from models.events import AccessEvent
+from models.peers import pair_key
 
 __all__ = [
     "ActorState",
@@ -42,6 +45,7 @@ __all__ = [
     "new_state",
     "advance_windows",
     "absorb_into_baseline",
+    "count_rare_access",
     "window_value",
     "state_to_bytes",
     "state_from_bytes",
@@ -54,15 +58,14 @@ N_QUANTITIES = 6
 LATENESS_S = 3600.0
 DAY_S = 86400
 DAILY_EWMA_ALPHA = 0.2
-MAX_ACTIONS = 10
-MAX_RESOURCE_TYPES = 14
 MAX_IPS = 6
 MAX_DEVICES = 4
 MAX_FIELDS_SEEN = 16
+MAX_PAIRS = 16
 RECENT_RESOURCES = 24
 HISTOGRAM_HALVING_AT = 4096
 OTHER = "~other"
-STATE_FORMAT = 2
+STATE_FORMAT = 3
 
 
 def stable_hash(text: str) -> int:
@@ -92,8 +95,6 @@ class ActorState:
     ewma_day_records: float = 0.0
     hist_n: int = 0
     no_ticket_n: int = 0
-    actions: dict[str, int] = field(default_factory=dict)
-    resource_types: dict[str, int] = field(default_factory=dict)
     hours: list[int] = field(default_factory=lambda: [0] * 24)
     weekdays: list[int] = field(default_factory=lambda: [0] * 7)
     ips: list[list[int]] = field(default_factory=list)
@@ -104,6 +105,7 @@ class ActorState:
     incident: list | None = None
     cusum: float = 0.0
     cusum_ts: float = 0.0
+    pairs: dict[str, int] = field(default_factory=dict)
 
 
 def new_state(event: AccessEvent) -> ActorState:
@@ -139,15 +141,11 @@ def _roll_day(state: ActorState, day: int) -> None:
     state.day_clean_records = 0
 
 
-def advance_windows(
-    state: ActorState, event: AccessEvent, is_rare: bool = False
-) -> tuple[bool, bool]:
+def advance_windows(state: ActorState, event: AccessEvent) -> tuple[bool, bool]:
     """Add ``event`` to the decayed windows; return ``(is_late, is_new_resource)``.
 
-    ``is_rare`` says whether the access is rare for this actor (see
-    :func:`models.features.surprisal`); rare accesses are counted in their own window.
-
-    An event older than ``win_ts - LATENESS_S`` is late: it is still scored but does not
+    The rare-access window is not fed here but by :func:`count_rare_access` once the event
+    is known not to have raised an alert. An event older than ``win_ts - LATENESS_S`` is late: it is still scored but does not
     change the windows.
 
     >>> from models.events import parse_event
@@ -180,7 +178,7 @@ def advance_windows(
         1.0 if is_new_resource and state.n_seen > 0 else 0.0,
         0.0 if event.ticket_id else 1.0,
         0.0 if event.outcome == "success" else 1.0,
-        1.0 if is_rare else 0.0,
+        0.0,
     )
     win = state.win
     dt = ts - state.win_ts
@@ -206,6 +204,31 @@ def advance_windows(
     if ts > state.last_ts:
         state.last_ts = ts
     return False, is_new_resource
+
+
+def count_rare_access(state: ActorState, event: AccessEvent) -> None:
+    """Count an accepted (not flagged) rare access in the rare-access windows.
+
+    Rare accesses that stay under the alert threshold one by one are the evidence these
+    windows accumulate (a handful of odd look-ups spread over a day); accesses that already
+    raised an alert are left out, so one incident does not keep the rest of the actor's day
+    suspicious. Call after :func:`advance_windows` for the same event; late events are
+    ignored like in the other windows.
+
+    >>> from models.events import parse_event
+    >>> e = parse_event(b'{"event_id":"1","timestamp":"2026-01-05T09:00:00Z","actor_id":"a",'
+    ...                 b'"action":"view","resource_type":"review"}')
+    >>> s = new_state(e)
+    >>> _ = advance_windows(s, e)
+    >>> count_rare_access(s, e)
+    >>> window_value(s, 2, W_RARE)
+    1.0
+    """
+    dt = event.ts - state.win_ts  # <= 0: the windows already advanced to this event
+    if dt < -LATENESS_S:
+        return
+    for t_index, tau in enumerate(WINDOW_TAUS_S):
+        state.win[t_index * N_QUANTITIES + W_RARE] += math.exp(min(0.0, dt) / tau)
 
 
 def _bump(counts: dict[str, int], key: str, cap: int) -> None:
@@ -238,8 +261,7 @@ def is_known(known: list[list[int]], value: str | None) -> bool:
 def absorb_into_baseline(state: ActorState, event: AccessEvent) -> None:
     """Teach the actor's baseline that ``event`` is normal (call only for unflagged events)."""
     state.hist_n += 1
-    _bump(state.actions, event.action, MAX_ACTIONS)
-    _bump(state.resource_types, event.resource_type, MAX_RESOURCE_TYPES)
+    _bump(state.pairs, pair_key(event.action, event.resource_type), MAX_PAIRS)
     seconds_of_day = int(event.ts) % DAY_S
     state.hours[seconds_of_day // 3600] += 1
     # 1970-01-01 was a Thursday: shift so that 0 = Monday.
@@ -269,8 +291,7 @@ def _halve(state: ActorState) -> None:
     state.no_ticket_n //= 2
     state.hours = [h // 2 for h in state.hours]
     state.weekdays = [d // 2 for d in state.weekdays]
-    state.actions = {k: v // 2 for k, v in state.actions.items() if v // 2 > 0}
-    state.resource_types = {k: v // 2 for k, v in state.resource_types.items() if v // 2 > 0}
+    state.pairs = {k: v // 2 for k, v in state.pairs.items() if v // 2 > 0}
 
 
 def state_to_bytes(state: ActorState) -> bytes:
@@ -292,8 +313,6 @@ def state_to_bytes(state: ActorState) -> bytes:
             state.ewma_day_records,
             state.hist_n,
             state.no_ticket_n,
-            state.actions,
-            state.resource_types,
             state.hours,
             state.weekdays,
             state.ips,
@@ -304,6 +323,7 @@ def state_to_bytes(state: ActorState) -> bytes:
             state.incident,
             state.cusum,
             state.cusum_ts,
+            state.pairs,
         ]
     )
 

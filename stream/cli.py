@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from models.incidents import DEFAULT_ALERT_BUDGET
 from stream.settings import SETTINGS_DOC, Settings, SettingsError, flag_name
 
 __all__ = ["main", "build_parser"]
@@ -540,7 +541,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until", help="only events before this RFC 3339 time (event time)")
     p.add_argument("--model-dir", required=True)
     p.add_argument(
-        "--alert-budget", type=float, default=2.0, help="incidents per 1,000 actor-days (default 2)"
+        "--alert-budget",
+        type=float,
+        default=DEFAULT_ALERT_BUDGET,
+        help="incidents per 1,000 actor-days of the training history (default %(default)s; "
+        "live periods run about 2x hotter)",
     )
     p.add_argument("--trees", type=int, default=100)
     p.add_argument("--max-samples", type=int, default=256)
@@ -620,7 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--history-days", type=int, default=21)
     p.add_argument("--scored-days", type=int, default=7)
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--alert-budget", type=float, default=2.0)
+    p.add_argument("--alert-budget", type=float, default=DEFAULT_ALERT_BUDGET)
     p.add_argument("--out-dir", default=".local/evaluate")
     p.set_defaults(func=cmd_evaluate)
 

@@ -80,3 +80,15 @@ def test_publish_then_rollback_in_one_command(small_model, tmp_path):
     assert load_model(live).version == "v-next"
     assert rollback_model(live) == (first_version, "v-next")
     assert load_model(live).version == first_version
+
+
+def test_model_trained_on_other_features_is_refused(small_model, tmp_path):
+    """A model whose feature set differs from this code's would score garbage silently."""
+    from models.artifact import save_model
+
+    model = load_model(small_model)
+    manifest = dict(model.manifest)
+    manifest["feature_version"] = manifest["feature_version"] - 1
+    save_model(tmp_path / "old", model.forest, model.attribution_baseline, manifest, model.peers)
+    with pytest.raises(ArtifactError, match="another feature set.*retrain"):
+        load_model(tmp_path / "old")

@@ -5,7 +5,15 @@ from __future__ import annotations
 import math
 
 from models.events import parse_event
-from models.features import FEATURE_NAMES, FEATURES, PRIOR_EVENTS, feature_row
+from models.features import (
+    FEATURE_NAMES,
+    FEATURES,
+    PRIOR_EVENTS,
+    RARE_SURPRISAL,
+    access_surprise,
+    feature_row,
+    is_rare_access,
+)
 from models.peers import build_peer_baseline
 from models.state import absorb_into_baseline, advance_windows, new_state
 from tests.helpers import event_bytes
@@ -17,7 +25,7 @@ def _peers():
 
 
 def test_every_feature_is_documented_once():
-    assert len(set(FEATURE_NAMES)) == len(FEATURES) >= 16
+    assert len(set(FEATURE_NAMES)) == len(FEATURES) >= 12
     assert all(f.meaning and f.unit for f in FEATURES)
 
 
@@ -28,19 +36,34 @@ def test_fresh_actor_features_fall_back_to_the_role():
         event_bytes(99, action="update", record_count=9, ticket_id=None, fields=["email"])
     )
     state = new_state(event)
+    surprise = access_surprise(event, state, role)
     advance_windows(state, event)
-    row = dict(zip(FEATURE_NAMES, feature_row(event, state, peers), strict=True))
+    row = dict(
+        zip(
+            FEATURE_NAMES,
+            feature_row(event, state, peers, surprise, is_rare_access(event, role, surprise)),
+            strict=True,
+        )
+    )
     # 9 records vs the role's 99th percentile of 1 record per access
     assert math.isclose(row["records_vs_role"], math.log(10 / 2))
-    assert row["no_ticket"] == 1.0
+    # 1 access without a ticket in the hour, against 1 access x the role's no-ticket share of 0
+    assert math.isclose(row["no_ticket_1h_vs_actor"], math.log(2 / 1))
     # one access in 10 min vs a typical pace of 40 per day / 8 h / 6 (role median: 40 per day)
     typical_10m = 40 / 8 / 6
     assert math.isclose(row["events_10m_vs_actor"], max(0.0, math.log(2 / (1 + typical_10m))))
     assert math.isclose(row["field_role_rarity"], -math.log(role.field_probability("email")))
-    # no history: the actor's action probability is the role's (shrinkage prior)
-    assert math.isclose(row["action_novelty"], -math.log(role.action_p["update"]))
-    assert math.isclose(row["action_role_rarity"], -math.log(role.action_p["update"]))
-    assert row["first_time"] == 0.0 and row["new_ip_or_device"] == 0.0  # not established yet
+    # no history: the actor's (action, resource type) probability is the role's (shrinkage)
+    p_pair = role.pair_probability("update", "customer_profile")
+    assert math.isclose(p_pair, (10 + 0.5) / (40 + 2 * 0.5))  # 10 of 40, smoothed
+    assert math.isclose(row["access_role_rarity"], -math.log(p_pair))
+    # pair + never-returned field + missing ticket (the role always has one: 0 -> floor)
+    expected_surprise = (
+        -math.log(p_pair) - math.log(role.field_probability("email")) - math.log(1e-4)
+    )
+    assert math.isclose(row["access_surprise"], expected_surprise)
+    assert surprise > RARE_SURPRISAL
+    assert row["new_ip_or_device"] == 0.0  # not established yet
 
 
 def test_established_actor_gets_novelty_flags():
@@ -52,9 +75,33 @@ def test_established_actor_gets_novelty_flags():
         advance_windows(state, e)
         absorb_into_baseline(state, e)
     odd = parse_event(event_bytes(100, action="export", source_ip="203.0.113.9", device_id="d2"))
+    role = peers.profile("customer_support")
+    surprise = access_surprise(odd, state, role)
     advance_windows(state, odd)
-    row = dict(zip(FEATURE_NAMES, feature_row(odd, state, peers), strict=True))
-    assert row["new_ip_or_device"] == 2.0 and row["first_time"] == 1.0
-    p_role = peers.profile("customer_support").action_probability("export")
-    expected = -math.log((0 + PRIOR_EVENTS * p_role) / (40 + PRIOR_EVENTS))
-    assert math.isclose(row["action_novelty"], expected)
+    row = dict(
+        zip(
+            FEATURE_NAMES,
+            feature_row(odd, state, peers, surprise, is_rare_access(odd, role, surprise)),
+            strict=True,
+        )
+    )
+    assert row["new_ip_or_device"] == 2.0
+    # the role never exports: the pair gets the probability floor, shrunk with 40 events
+    expected = -math.log((0 + PRIOR_EVENTS * 1e-4) / (40 + PRIOR_EVENTS))
+    assert math.isclose(row["access_surprise"], expected)  # ticketed, no fields
+    assert math.isclose(row["rare_accesses_1h"], math.log(2.0))  # this rare access itself
+
+
+def test_correlated_pair_is_not_rare_when_the_role_does_it():
+    """The joint pair, not the product of marginals: 'search product_listing' is common for
+    this role although 'search' and 'product_listing' each appear in only half the accesses."""
+    mix = [("search", "product_listing"), ("view", "internal_report")]
+    history = [
+        parse_event(event_bytes(i, action=mix[i % 2][0], resource_type=mix[i % 2][1]))
+        for i in range(40)
+    ]
+    role = build_peer_baseline(history).profile("customer_support")
+    event = parse_event(event_bytes(99, action="search", resource_type="product_listing"))
+    assert math.isclose(access_surprise(event, new_state(event), role), -math.log(20.5 / 41))
+    crossed = parse_event(event_bytes(98, action="search", resource_type="internal_report"))
+    assert access_surprise(crossed, new_state(crossed), role) > RARE_SURPRISAL

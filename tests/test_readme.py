@@ -1,4 +1,4 @@
-"""The README's configuration table lists every setting, exactly as the code defines it."""
+"""The README's configuration and features tables match the code exactly."""
 
 from __future__ import annotations
 
@@ -20,4 +20,20 @@ def test_readme_settings_table_matches_the_code():
     assert settings_table() in readme, (
         "README configuration table is stale; regenerate it with "
         "python -c 'from tests.test_readme import settings_table; print(settings_table())'"
+    )
+
+
+def features_table() -> str:
+    from models.features import FEATURES
+
+    rows = ["| feature | unit | meaning |", "|---|---|---|"]
+    rows += [f"| `{f.name}` | {f.unit} | {f.meaning} |" for f in FEATURES]
+    return "\n".join(rows)
+
+
+def test_readme_features_table_matches_the_code():
+    readme = (REPO / "README.md").read_text()
+    assert features_table() in readme, (
+        "README features table is stale; regenerate it with "
+        "python -c 'from tests.test_readme import features_table; print(features_table())'"
     )

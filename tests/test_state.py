@@ -84,7 +84,7 @@ def test_baseline_counts_and_hour_histogram():
     e = ev(1, action="export", source_ip="10.0.0.1", device_id="d1")
     advance_windows(state, e)
     absorb_into_baseline(state, e)
-    assert state.actions == {"export": 1}
+    assert state.pairs == {"export customer_profile": 1}
     assert state.hours[9] == 1 and state.weekdays[0] == 1  # 2026-01-05 is a Monday
     assert len(state.ips) == 1 and len(state.devices) == 1
 
