@@ -7,7 +7,8 @@ machine-readable reason; nothing raises. Caps are enforced before any further pa
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import orjson
@@ -16,8 +17,10 @@ __all__ = [
     "AccessEvent",
     "InvalidEvent",
     "MAX_MESSAGE_BYTES",
+    "pair_key",
     "parse_event",
     "parse_timestamp",
+    "stable_hash",
 ]
 
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -40,9 +43,33 @@ _OPTIONAL_STRINGS = (
 )
 
 
-@dataclass(slots=True, frozen=True)
+def stable_hash(text: str) -> int:
+    """32-bit hash that is the same in every process (Python's ``hash`` is salted).
+
+    >>> stable_hash("customer-42")
+    1241360405
+    """
+    return zlib.crc32(text.encode("utf-8"))
+
+
+def pair_key(action: str, resource_type: str) -> str:
+    """Key of one (action, resource type) pair in the joint histograms.
+
+    >>> pair_key("export", "customer_contact")
+    'export customer_contact'
+    """
+    return f"{action} {resource_type}"
+
+
+@dataclass(slots=True)
 class AccessEvent:
-    """One validated access event (contract v1). ``ts`` is event time in epoch seconds."""
+    """One validated access event (contract v1). ``ts`` is event time in epoch seconds.
+
+    ``pair``, ``field_hashes``, ``ip_hash`` and ``device_hash`` are derived once here, because
+    the state, the features and the baseline all look them up for every event. Treat an
+    event as read-only; it is not frozen because a frozen dataclass costs a slow
+    ``object.__setattr__`` per field on every construction, on the hot path of every parse.
+    """
 
     event_id: str
     timestamp: str
@@ -59,6 +86,17 @@ class AccessEvent:
     source_ip: str | None = None
     device_id: str | None = None
     outcome: str = "success"
+    pair: str = field(init=False, repr=False, compare=False)
+    field_hashes: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    ip_hash: int | None = field(init=False, repr=False, compare=False)
+    device_hash: int | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.pair = f"{self.action} {self.resource_type}"
+        self.field_hashes = tuple(stable_hash(name) for name in self.fields)
+        ip, device = self.source_ip, self.device_id
+        self.ip_hash = None if ip is None else stable_hash(ip)
+        self.device_hash = None if device is None else stable_hash(device)
 
 
 @dataclass(slots=True, frozen=True)

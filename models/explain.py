@@ -177,7 +177,7 @@ def _describe(
             ),
         )
     if name == "access_role_rarity":
-        p = role.pair_probability(event.action, event.resource_type)
+        p = role.pair_probability(event.pair)
         if p <= role.unseen_p:
             return p, 1.0, f"{what}: never done by anyone in the role during training"
         return p, 1.0, f"{what} is {p:.2%} of the role's accesses"

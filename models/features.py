@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 
 from models.events import AccessEvent
-from models.peers import PROBABILITY_FLOOR, PeerBaseline, RoleProfile, pair_key
+from models.peers import PROBABILITY_FLOOR, PeerBaseline, RoleProfile
 from models.state import (
     DAY_S,
     N_QUANTITIES,
@@ -28,7 +28,6 @@ from models.state import (
     W_RECORDS,
     ActorState,
     is_known,
-    stable_hash,
 )
 
 __all__ = [
@@ -137,6 +136,10 @@ FEATURES: tuple[Feature, ...] = (
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 
 
+def _positive(value: float) -> float:
+    return value if value > 0.0 else 0.0
+
+
 def typical_day(state: ActorState, role_median: float, actor_value: float) -> float:
     """Actor's typical daily amount, shrunk towards the role median when history is short.
 
@@ -167,13 +170,12 @@ def access_surprise(event: AccessEvent, state: ActorState, role: RoleProfile) ->
     """
     denominator = state.hist_n + PRIOR_EVENTS
     p_pair = (
-        state.pairs.get(pair_key(event.action, event.resource_type), 0)
-        + PRIOR_EVENTS * role.pair_probability(event.action, event.resource_type)
+        state.pairs.get(event.pair, 0) + PRIOR_EVENTS * role.pair_probability(event.pair)
     ) / denominator
     value = -math.log(p_pair)
     field_surprise = 0.0
-    for name in event.fields:
-        if stable_hash(name) not in state.fields_seen:
+    for name, name_hash in zip(event.fields, event.field_hashes, strict=True):
+        if name_hash not in state.fields_seen:
             field_surprise = max(field_surprise, -math.log(role.field_probability(name)))
     value += field_surprise
     if not event.ticket_id:
@@ -193,7 +195,7 @@ def role_surprise(event: AccessEvent, role: RoleProfile) -> float:
     ...                                 fields=("email",)), role), 4)
     2.0794
     """
-    value = -math.log(role.pair_probability(event.action, event.resource_type))
+    value = -math.log(role.pair_probability(event.pair))
     rarest_field = max((-math.log(role.field_probability(f)) for f in event.fields), default=0.0)
     return value + rarest_field
 
@@ -244,21 +246,21 @@ def feature_row(
         hist_n + PRIOR_EVENTS
     )
     denominator = hist_n + PRIOR_EVENTS
-    pair_role_p = role.pair_probability(event.action, event.resource_type)
+    pair_role_p = role.pair_probability(event.pair)
     hour = (int(event.ts) % DAY_S) // 3600
     field_rarity = max((-log(role.field_probability(name)) for name in event.fields), default=0.0)
-    new_ip = mature and not is_known(state.ips, event.source_ip)
-    new_device = mature and not is_known(state.devices, event.device_id)
+    new_ip = mature and not is_known(state.ips, event.ip_hash)
+    new_device = mature and not is_known(state.devices, event.device_hash)
 
     return [
-        max(0.0, log((1.0 + event.record_count) / (1.0 + role.p99_records_per_event))),
-        max(0.0, log((1.0 + events_10m) / (1.0 + hour_events_typ / 6.0))),
-        max(0.0, log((1.0 + records_1h) / (1.0 + hour_records_typ))),
-        max(0.0, log((1.0 + new_res_1h) / (1.0 + hour_events_typ))),
-        max(0.0, log((1.0 + no_ticket_1h) / (1.0 + events_1h * no_ticket_share))),
+        _positive(log((1.0 + event.record_count) / (1.0 + role.p99_records_per_event))),
+        _positive(log((1.0 + events_10m) / (1.0 + hour_events_typ / 6.0))),
+        _positive(log((1.0 + records_1h) / (1.0 + hour_records_typ))),
+        _positive(log((1.0 + new_res_1h) / (1.0 + hour_events_typ))),
+        _positive(log((1.0 + no_ticket_1h) / (1.0 + events_1h * no_ticket_share))),
         log(1.0 + rare_1h),
         log(1.0 + rare_24h),
-        max(0.0, log((1.0 + no_ticket_24h) / (1.0 + day_events_typ * no_ticket_share))),
+        _positive(log((1.0 + no_ticket_24h) / (1.0 + day_events_typ * no_ticket_share))),
         -log(pair_role_p),
         field_rarity,
         -log((state.hours[hour] + PRIOR_EVENTS * role.hour_p[hour]) / denominator),

@@ -11,22 +11,13 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
-from models.events import AccessEvent
+from models.events import AccessEvent, pair_key
 
 __all__ = ["RoleProfile", "PeerBaseline", "build_peer_baseline", "pair_key", "GLOBAL_ROLE"]
 
 GLOBAL_ROLE = "*"
 PROBABILITY_FLOOR = 1e-4
 _DAY_S = 86400
-
-
-def pair_key(action: str, resource_type: str) -> str:
-    """Key of one (action, resource type) pair in the joint histograms.
-
-    >>> pair_key("export", "customer_contact")
-    'export customer_contact'
-    """
-    return f"{action} {resource_type}"
 
 
 def _median(values: list[float]) -> float:
@@ -74,8 +65,9 @@ class RoleProfile:
     def resource_type_probability(self, resource_type: str) -> float:
         return self.resource_type_p.get(resource_type, self.unseen_p)
 
-    def pair_probability(self, action: str, resource_type: str) -> float:
-        return self.pair_p.get(pair_key(action, resource_type), self.unseen_p)
+    def pair_probability(self, pair: str) -> float:
+        """Share of the role's accesses that are ``pair`` (see :func:`pair_key`)."""
+        return self.pair_p.get(pair, self.unseen_p)
 
     def field_probability(self, name: str) -> float:
         """Share of the role's accesses that return field ``name``."""
@@ -137,7 +129,7 @@ def build_peer_baseline(events: Iterable[AccessEvent]) -> PeerBaseline:
         for role in (event.actor_role, GLOBAL_ROLE):
             actions[role][event.action] += 1
             resource_types[role][event.resource_type] += 1
-            pairs[role][pair_key(event.action, event.resource_type)] += 1
+            pairs[role][event.pair] += 1
             hours[role][(int(event.ts) % _DAY_S) // 3600] += 1
             weekdays[role][(int(event.ts // _DAY_S) + 3) % 7] += 1
             totals[role] += 1

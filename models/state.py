@@ -23,13 +23,11 @@ lateness bound (a late event is added with the decay it would have had), and che
 from __future__ import annotations
 
 import math
-import zlib
 from dataclasses import dataclass, field
 
 import orjson
 
-from models.events import AccessEvent
-from models.peers import pair_key
+from models.events import AccessEvent, stable_hash
 
 __all__ = [
     "ActorState",
@@ -66,15 +64,6 @@ RECENT_RESOURCES = 24
 HISTOGRAM_HALVING_AT = 4096
 OTHER = "~other"
 STATE_FORMAT = 3
-
-
-def stable_hash(text: str) -> int:
-    """32-bit hash that is the same in every process (Python's ``hash`` is salted).
-
-    >>> stable_hash("customer-42")
-    1241360405
-    """
-    return zlib.crc32(text.encode("utf-8"))
 
 
 @dataclass(slots=True)
@@ -180,19 +169,15 @@ def advance_windows(state: ActorState, event: AccessEvent) -> tuple[bool, bool]:
         0.0 if event.outcome == "success" else 1.0,
         0.0,
     )
-    win = state.win
     dt = ts - state.win_ts
-    for t_index, tau in enumerate(WINDOW_TAUS_S):
-        base = t_index * N_QUANTITIES
-        if dt >= 0:
-            decay = math.exp(-dt / tau)
-            for q in range(N_QUANTITIES):
-                win[base + q] = win[base + q] * decay + increments[q]
-        else:
-            # Late but inside the bound: add with the decay it would have had by now.
-            weight = math.exp(dt / tau)
-            for q in range(N_QUANTITIES):
-                win[base + q] += increments[q] * weight
+    increments_all = increments * len(WINDOW_TAUS_S)
+    if dt >= 0:
+        decays = [d for tau in WINDOW_TAUS_S for d in [math.exp(-dt / tau)] * N_QUANTITIES]
+        state.win = [w * d + i for w, d, i in zip(state.win, decays, increments_all, strict=True)]
+    else:
+        # Late but inside the bound: add with the decay it would have had by now.
+        weights = [k for tau in WINDOW_TAUS_S for k in [math.exp(dt / tau)] * N_QUANTITIES]
+        state.win = [w + i * k for w, i, k in zip(state.win, increments_all, weights, strict=True)]
     if dt > 0:
         state.win_ts = ts
     day = int(ts // DAY_S)
@@ -250,18 +235,17 @@ def _remember(known: list[list[int]], value_hash: int, ts: int, cap: int) -> Non
         known.remove(min(known, key=lambda e: e[1]))
 
 
-def is_known(known: list[list[int]], value: str | None) -> bool:
-    """Whether ``value`` (an IP or device) is among the actor's remembered ones."""
-    if value is None:
+def is_known(known: list[list[int]], value_hash: int | None) -> bool:
+    """Whether an IP or device (by :func:`stable_hash`; None = absent) is remembered."""
+    if value_hash is None:
         return True
-    value_hash = stable_hash(value)
     return any(entry[0] == value_hash for entry in known)
 
 
 def absorb_into_baseline(state: ActorState, event: AccessEvent) -> None:
     """Teach the actor's baseline that ``event`` is normal (call only for unflagged events)."""
     state.hist_n += 1
-    _bump(state.pairs, pair_key(event.action, event.resource_type), MAX_PAIRS)
+    _bump(state.pairs, event.pair, MAX_PAIRS)
     seconds_of_day = int(event.ts) % DAY_S
     state.hours[seconds_of_day // 3600] += 1
     # 1970-01-01 was a Thursday: shift so that 0 = Monday.
@@ -269,12 +253,11 @@ def absorb_into_baseline(state: ActorState, event: AccessEvent) -> None:
     if not event.ticket_id:
         state.no_ticket_n += 1
     seen_at = int(event.ts)
-    if event.source_ip is not None:
-        _remember(state.ips, stable_hash(event.source_ip), seen_at, MAX_IPS)
-    if event.device_id is not None:
-        _remember(state.devices, stable_hash(event.device_id), seen_at, MAX_DEVICES)
-    for name in event.fields:
-        field_hash = stable_hash(name)
+    if event.ip_hash is not None:
+        _remember(state.ips, event.ip_hash, seen_at, MAX_IPS)
+    if event.device_hash is not None:
+        _remember(state.devices, event.device_hash, seen_at, MAX_DEVICES)
+    for field_hash in event.field_hashes:
         if field_hash not in state.fields_seen and len(state.fields_seen) < MAX_FIELDS_SEEN:
             state.fields_seen.append(field_hash)
     if int(event.ts // DAY_S) == state.day:

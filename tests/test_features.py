@@ -54,7 +54,7 @@ def test_fresh_actor_features_fall_back_to_the_role():
     assert math.isclose(row["events_10m_vs_actor"], max(0.0, math.log(2 / (1 + typical_10m))))
     assert math.isclose(row["field_role_rarity"], -math.log(role.field_probability("email")))
     # no history: the actor's (action, resource type) probability is the role's (shrinkage)
-    p_pair = role.pair_probability("update", "customer_profile")
+    p_pair = role.pair_probability("update customer_profile")
     assert math.isclose(p_pair, (10 + 0.5) / (40 + 2 * 0.5))  # 10 of 40, smoothed
     assert math.isclose(row["access_role_rarity"], -math.log(p_pair))
     # pair + never-returned field + missing ticket (the role always has one: 0 -> floor)
