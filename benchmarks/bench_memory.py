@@ -32,6 +32,7 @@ from benchmarks.bench_pipeline import (  # noqa: E402
     _wait_ready,
 )
 from benchmarks.common import print_table, save  # noqa: E402
+from models.artifact import loads_cleanly  # noqa: E402
 from models.events import parse_event  # noqa: E402
 from models.simulate import SimulationConfig, simulate  # noqa: E402
 from models.train import train_model  # noqa: E402
@@ -52,7 +53,7 @@ def main() -> None:
     print(f"broker: {broker.start()}")
     templates = list(simulate(SimulationConfig(actors=500, days=10, seed=5)))
     model_dir = WORK / "model"
-    if not (model_dir / "manifest.json").exists():
+    if not loads_cleanly(model_dir):  # missing, or trained on an older feature set
         train_model([parse_event(orjson.dumps(d)) for d in templates], model_dir)
     total = args.actors * args.events_per_actor
     values = []

@@ -29,6 +29,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import print_table, save  # noqa: E402
+from models.artifact import loads_cleanly  # noqa: E402
 from models.events import parse_event  # noqa: E402
 from models.simulate import SimulationConfig, simulate  # noqa: E402
 from models.train import train_model  # noqa: E402
@@ -38,6 +39,9 @@ from stream.topics import create_topics  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / ".local" / "bench"
+# Alerts on events sent in the first seconds after the worker reports ready include the
+# consumer's fetch start-up (up to ~0.9 s measured); the steady-state figures leave them out.
+WARMUP_S = 5.0
 
 
 def _settings(broker: str, tag: str, model_dir: Path) -> Settings:
@@ -163,23 +167,13 @@ def _stop(process: subprocess.Popen) -> None:
             os.killpg(process.pid, signal.SIGKILL)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--events", type=int, default=500_000)
-    parser.add_argument("--latency-seconds", type=float, default=30.0)
-    parser.add_argument("--port", type=int, default=29092)
-    args = parser.parse_args()
-    WORK.mkdir(parents=True, exist_ok=True)
-    broker = LocalKafka(
-        REPO / ".local" / "bench-kafka", port=args.port, controller_port=args.port + 1, heap_mb=1024
-    )
-    print(f"broker: {broker.start()}")
+def _measure(args: argparse.Namespace, broker: LocalKafka) -> None:
 
     days = max(8, int(args.events / 22_000) + 2)  # ~23k events per simulated day for 500 actors
     docs = list(simulate(SimulationConfig(actors=500, days=days, seed=5)))[: args.events]
     print(f"simulated {len(docs)} events ({days} days, 500 actors)")
     model_dir = WORK / "model"
-    if not (model_dir / "manifest.json").exists():
+    if not loads_cleanly(model_dir):  # missing, or trained on an older feature set
         train_model(
             [parse_event(orjson.dumps(d)) for d in docs[: min(len(docs), 300_000)]], model_dir
         )
@@ -256,15 +250,21 @@ def main() -> None:
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         latencies = []
+        steady = []  # events sent after the first WARMUP_S seconds of the paced run
+        first_sent = min(sent_at)
         for record in consumer:
             alert = orjson.loads(record.value)
             if alert["event_id"] in sent_by_id:
-                latencies.append(record.timestamp / 1000 - sent_by_id[alert["event_id"]])
+                sent = sent_by_id[alert["event_id"]]
+                latencies.append(record.timestamp / 1000 - sent)
+                if sent - first_sent >= WARMUP_S:
+                    steady.append(latencies[-1])
         consumer.close()
         decision_p99 = None
     finally:
         _stop(worker)
     lat = np.array(latencies) * 1000
+    lat_steady = np.array(steady) * 1000
     rows = [
         ["raw aiokafka consume (ceiling)", f"{raw_rate:,.0f} ev/s", ""],
         [
@@ -278,7 +278,13 @@ def main() -> None:
             f"{np.percentile(lat, 50):.0f} ms",
             f"{lat.size} alerts",
         ],
-        ["event-to-alert p99 @2,000 ev/s", f"{np.percentile(lat, 99):.0f} ms", ""],
+        ["event-to-alert p99 @2,000 ev/s", f"{np.percentile(lat, 99):.0f} ms", "all alerts"],
+        [
+            "steady-state p50 @2,000 ev/s",
+            f"{np.percentile(lat_steady, 50):.0f} ms",
+            f"{lat_steady.size} alerts, events sent >= {WARMUP_S:.0f} s into the run",
+        ],
+        ["steady-state p99 @2,000 ev/s", f"{np.percentile(lat_steady, 99):.0f} ms", ""],
     ]
     print_table(["measure", "value", "note"], rows)
     path = save(
@@ -295,11 +301,33 @@ def main() -> None:
                 "p99": float(np.percentile(lat, 99)),
                 "n": int(lat.size),
             },
+            "steady_latency_ms": {
+                "warmup_s": WARMUP_S,
+                "p50": float(np.percentile(lat_steady, 50)),
+                "p99": float(np.percentile(lat_steady, 99)),
+                "n": int(lat_steady.size),
+            },
             "decision_p99": decision_p99,
         },
     )
     print(f"saved {path}")
-    broker.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=500_000)
+    parser.add_argument("--latency-seconds", type=float, default=30.0)
+    parser.add_argument("--port", type=int, default=29092)
+    args = parser.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    broker = LocalKafka(
+        REPO / ".local" / "bench-kafka", port=args.port, controller_port=args.port + 1, heap_mb=1024
+    )
+    print(f"broker: {broker.start()}")
+    try:
+        _measure(args, broker)
+    finally:
+        broker.stop()  # also when a step fails: never leave a broker behind
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from benchmarks.bench_pipeline import (  # noqa: E402
     _wait_ready,
 )
 from benchmarks.common import RESULTS, save  # noqa: E402
+from models.artifact import loads_cleanly  # noqa: E402
 from models.events import parse_event  # noqa: E402
 from models.simulate import SimulationConfig, simulate  # noqa: E402
 from models.train import train_model  # noqa: E402
@@ -88,7 +89,7 @@ def main() -> None:
     docs = list(simulate(SimulationConfig(actors=1000, days=days, seed=21)))
     span_s = days * 86400.0
     model_dir = WORK / "soak-model"
-    if not (model_dir / "manifest.json").exists():
+    if not loads_cleanly(model_dir):  # missing, or trained on an older feature set
         train_model([parse_event(orjson.dumps(d)) for d in docs], model_dir, warmup_days=3)
     settings = _settings(broker.bootstrap, "soak" + uuid.uuid4().hex[:6], model_dir)
     create_topics(settings)

@@ -21,7 +21,14 @@ from models.features import FEATURE_NAMES, FEATURE_VERSION
 from models.forest import ForestArrays
 from models.peers import PeerBaseline
 
-__all__ = ["ArtifactError", "Model", "save_model", "load_model", "FORMAT_VERSION"]
+__all__ = [
+    "ArtifactError",
+    "Model",
+    "save_model",
+    "load_model",
+    "loads_cleanly",
+    "FORMAT_VERSION",
+]
 
 FORMAT_VERSION = 1
 ARRAYS_FILE = "model.npz"
@@ -148,6 +155,16 @@ def load_model(model_dir: str | Path) -> Model:
         manifest=manifest,
         attribution_baseline=arrays["attribution_baseline"],
     )
+
+
+def loads_cleanly(model_dir: str | Path) -> bool:
+    """Whether ``model_dir`` holds a model this code can serve (for tools that cache one and
+    must retrain it after an upgrade changed the feature set)."""
+    try:
+        load_model(model_dir)
+    except ArtifactError:
+        return False
+    return True
 
 
 PREVIOUS_DIR = "previous"

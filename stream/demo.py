@@ -103,7 +103,9 @@ def run_demo(settings: Settings, actors: int = 150, rate: float = 2000.0) -> int
             subprocess.run(
                 [*cli, "simulate", "--actors", str(actors), "--out", str(path), *days], check=True
             )
-    if not (DEMO_DIR / "model" / "manifest.json").exists():
+    from models.artifact import loads_cleanly
+
+    if not loads_cleanly(DEMO_DIR / "model"):
         say("training the isolation forest on the history")
         subprocess.run(
             [*cli, "train", "--events", str(history), "--model-dir", str(DEMO_DIR / "model")],

@@ -41,7 +41,7 @@ SETTINGS_DOC: dict[str, tuple[object, str]] = {
     ),
     "model.dir": (".local/model", "model artifact directory (manifest.json + model.npz)"),
     "batch.max.events": (1000, "micro-batch size: events scored together"),
-    "batch.max.ms": (100, "longest wait to fill a micro-batch, in milliseconds"),
+    "batch.max.ms": (50, "longest wait to fill a micro-batch, in milliseconds"),
     "store": ("memory://", "Faust table store: memory:// (tests) or rocksdb:// (production)"),
     "data.dir": (".local/worker", "worker data directory (table stores)"),
     "web.host": ("127.0.0.1", "bind address of the worker's web server (health, metrics)"),

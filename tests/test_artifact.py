@@ -92,3 +92,16 @@ def test_model_trained_on_other_features_is_refused(small_model, tmp_path):
     save_model(tmp_path / "old", model.forest, model.attribution_baseline, manifest, model.peers)
     with pytest.raises(ArtifactError, match="another feature set.*retrain"):
         load_model(tmp_path / "old")
+
+
+def test_loads_cleanly_tells_tools_when_to_retrain(small_model, tmp_path):
+    from models.artifact import loads_cleanly
+
+    assert loads_cleanly(small_model)
+    assert not loads_cleanly(tmp_path / "missing")
+    copy = tmp_path / "m"
+    shutil.copytree(small_model, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["feature_version"] = -1
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    assert not loads_cleanly(copy)
