@@ -254,7 +254,10 @@ async def ready_page(self: Any, request: web.Request) -> web.Response:
     assigned = sorted(
         tp.partition for tp in app.assignor.assigned_actives() if tp.topic == settings.topic_events
     )
-    ready = _processor is not None and bool(assigned)
+    # Assigned is not enough: after a rebalance Faust first recovers the state table from its
+    # changelog and only then resumes fetching; events sent in between wait (up to ~1 s seen).
+    recovering = app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set()
+    ready = _processor is not None and bool(assigned) and not recovering
     body = {
         "ready": ready,
         "model_version": _processor.detector.model.version if _processor else None,
