@@ -44,13 +44,14 @@ __all__ = [
     "role_surprise",
 ]
 
-# Bump when a feature's definition changes: a model trained on other features is refused.
-FEATURE_VERSION = 2
+# Bump when a feature's definition or the peer-baseline layout changes: a model trained on
+# other features is refused with one sentence instead of failing to load.
+FEATURE_VERSION = 3
 PRIOR_EVENTS = 20.0
 PRIOR_DAYS = 3.0
 MATURE_EVENTS = 30
 WORKING_HOURS_PER_DAY = 8.0
-# An access whose access_surprise says p < 0.1% for the actor counts as rare.
+# An access with p < 0.1% for the actor (access_surprise) or the role (role_surprise) is rare.
 RARE_SURPRISAL = math.log(1000.0)
 _TAU_10M, _TAU_1H, _TAU_24H = 0, 1, 2
 
@@ -162,8 +163,7 @@ def access_surprise(event: AccessEvent, state: ActorState, role: RoleProfile) ->
     it; its surprise is then the role's -ln share of accesses returning it.
 
     >>> from models.peers import RoleProfile
-    >>> role = RoleProfile(1, {"view": 0.5}, {"review": 0.5}, [1 / 24] * 24, [1 / 7] * 7,
-    ...                    1, 1, 0.5, 1, {}, {"view review": 0.25})
+    >>> role = RoleProfile(1, {"view review": 0.25}, [1 / 24] * 24, [1 / 7] * 7, 1, 1, 0.5, 1, {})
     >>> round(access_surprise(AccessEvent("e", "t", 0.0, "a", "view", "review", ticket_id="T"),
     ...                       ActorState(0.0, 0.0), role), 4)
     1.3863
@@ -189,8 +189,8 @@ def role_surprise(event: AccessEvent, role: RoleProfile) -> float:
     field. Unlike :func:`access_surprise` it does not fade once the actor has done it.
 
     >>> from models.peers import RoleProfile
-    >>> role = RoleProfile(1, {}, {}, [1 / 24] * 24, [1 / 7] * 7, 1, 1, 0.5, 1,
-    ...                    {"email": 0.5}, {"view review": 0.25})
+    >>> role = RoleProfile(1, {"view review": 0.25}, [1 / 24] * 24, [1 / 7] * 7, 1, 1, 0.5, 1,
+    ...                    {"email": 0.5})
     >>> round(role_surprise(AccessEvent("e", "t", 0.0, "a", "view", "review",
     ...                                 fields=("email",)), role), 4)
     2.0794

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from models.events import AccessEvent, pair_key
 
@@ -42,8 +42,10 @@ class RoleProfile:
     """Access mix and daily volume of one role (probabilities sum to about 1)."""
 
     actors: int
-    action_p: dict[str, float]
-    resource_type_p: dict[str, float]
+    # Joint (action, resource type) shares: "search product_listing" is common for engineers
+    # even though "search" and "product_listing" are each only moderately common, so the
+    # product of the marginals would overstate how rare the pair is.
+    pair_p: dict[str, float]
     hour_p: list[float]
     weekday_p: list[float]
     median_day_events: float
@@ -51,19 +53,9 @@ class RoleProfile:
     no_ticket_share: float
     p99_records_per_event: float
     field_p: dict[str, float]
-    # Joint (action, resource type) shares: "search product_listing" is common for engineers
-    # even though "search" and "product_listing" are each only moderately common, so the
-    # product of the marginals would overstate how rare the pair is.
-    pair_p: dict[str, float] = field(default_factory=dict)
     # Probability of anything the role never did in training: below that of anything it did
     # once (a fixed floor would rank "never" above "once" for a busy role).
     unseen_p: float = PROBABILITY_FLOOR
-
-    def action_probability(self, action: str) -> float:
-        return self.action_p.get(action, self.unseen_p)
-
-    def resource_type_probability(self, resource_type: str) -> float:
-        return self.resource_type_p.get(resource_type, self.unseen_p)
 
     def pair_probability(self, pair: str) -> float:
         """Share of the role's accesses that are ``pair`` (see :func:`pair_key`)."""
@@ -109,11 +101,9 @@ def build_peer_baseline(events: Iterable[AccessEvent]) -> PeerBaseline:
     >>> raw = (b'{"event_id":"%d","timestamp":"2026-01-05T09:00:00Z","actor_id":"a",'
     ...        b'"actor_role":"support","action":"view","resource_type":"review"}')
     >>> peers = build_peer_baseline(parse_event(raw % i) for i in range(4))
-    >>> round(peers.profile("support").action_p["view"], 3), peers.profile("support").actors
+    >>> round(peers.profile("support").pair_p["view review"], 3), peers.profile("support").actors
     (1.0, 1)
     """
-    actions: dict[str, Counter] = defaultdict(Counter)
-    resource_types: dict[str, Counter] = defaultdict(Counter)
     pairs: dict[str, Counter] = defaultdict(Counter)
     hours: dict[str, list[int]] = defaultdict(lambda: [0] * 24)
     weekdays: dict[str, list[int]] = defaultdict(lambda: [0] * 7)
@@ -127,8 +117,6 @@ def build_peer_baseline(events: Iterable[AccessEvent]) -> PeerBaseline:
 
     for event in events:
         for role in (event.actor_role, GLOBAL_ROLE):
-            actions[role][event.action] += 1
-            resource_types[role][event.resource_type] += 1
             pairs[role][event.pair] += 1
             hours[role][(int(event.ts) % _DAY_S) // 3600] += 1
             weekdays[role][(int(event.ts // _DAY_S) + 3) % 7] += 1
@@ -157,8 +145,7 @@ def build_peer_baseline(events: Iterable[AccessEvent]) -> PeerBaseline:
     for role in totals:
         roles[role] = RoleProfile(
             actors=actor_counts[role],
-            action_p=_distribution(actions[role]),
-            resource_type_p=_distribution(resource_types[role]),
+            pair_p=_distribution(pairs[role]),
             hour_p=_histogram(hours[role]),
             weekday_p=_histogram(weekdays[role]),
             median_day_events=_median(day_events_by_role[role]),
@@ -168,11 +155,8 @@ def build_peer_baseline(events: Iterable[AccessEvent]) -> PeerBaseline:
             field_p={
                 k: (v + 0.5) / (totals[role] + 1.0) for k, v in sorted(field_counts[role].items())
             },
-            pair_p=_distribution(pairs[role]),
             unseen_p=min(PROBABILITY_FLOOR, 0.5 / (totals[role] + 1.0)),
         )
     if GLOBAL_ROLE not in roles:
-        roles[GLOBAL_ROLE] = RoleProfile(
-            0, {}, {}, [1 / 24] * 24, [1 / 7] * 7, 0.0, 0.0, 0.0, 1.0, {}
-        )
+        roles[GLOBAL_ROLE] = RoleProfile(0, {}, [1 / 24] * 24, [1 / 7] * 7, 0.0, 0.0, 0.0, 1.0, {})
     return PeerBaseline(roles=roles)
