@@ -81,6 +81,10 @@ def _accesses(value: float) -> str:
     return f"{count:,} access" if count == 1 else f"{count:,} accesses"
 
 
+def _are(value: float) -> str:
+    return "is" if round(value) == 1 else "are"
+
+
 def _w(state: ActorState, tau_index: int, quantity: int) -> float:
     return state.win[tau_index * N_QUANTITIES + quantity]
 
@@ -147,14 +151,14 @@ def _describe(
         return (
             value,
             0.0,
-            f"{_accesses(value)} in ~1 h that are rare for this actor or its role (latest: {what})",
+            f"{_accesses(value)} in ~1 h that {_are(value)} rare for this actor or its role (latest: {what})",
         )
     if name == "rare_accesses_24h":
         value = _w(state, 2, W_RARE)
         return (
             value,
             0.0,
-            f"{_accesses(value)} in ~24 h that are rare for this actor or its role (latest: {what})",
+            f"{_accesses(value)} in ~24 h that {_are(value)} rare for this actor or its role (latest: {what})",
         )
     if name == "access_surprise":
         surprise = access_surprise(event, state, role)
