@@ -44,3 +44,11 @@ def test_worker_binds_web_inside_container_and_kafka_image_is_official():
     services = _compose()["services"]
     assert services["kafka"]["image"].startswith("apache/kafka:")
     assert services["worker"]["environment"]["INSIDERWATCH_BROKER"] == "kafka:9092"
+
+
+def test_worker_health_is_its_ready_endpoint_on_its_web_port():
+    worker = _compose()["services"]["worker"]
+    port = worker["environment"]["INSIDERWATCH_WEB_PORT"]
+    probe = " ".join(worker["healthcheck"]["test"])
+    assert f"http://127.0.0.1:{port}/ready" in probe
+    assert f"127.0.0.1:{port}:{port}" in worker["ports"]
