@@ -21,7 +21,6 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.bench_pipeline import (  # noqa: E402
-    REPO,
     WORK,
     _metric,
     _produce,
@@ -31,26 +30,15 @@ from benchmarks.bench_pipeline import (  # noqa: E402
     _stop,
     _wait_ready,
 )
-from benchmarks.common import print_table, save  # noqa: E402
+from benchmarks.common import bench_broker, print_table, save  # noqa: E402
 from models.artifact import loads_cleanly  # noqa: E402
 from models.events import parse_event  # noqa: E402
 from models.simulate import SimulationConfig, simulate  # noqa: E402
 from models.train import train_model  # noqa: E402
-from stream.broker import LocalKafka  # noqa: E402
 from stream.topics import create_topics  # noqa: E402
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--actors", type=int, default=100_000)
-    parser.add_argument("--events-per-actor", type=int, default=3)
-    parser.add_argument("--port", type=int, default=29092)
-    args = parser.parse_args()
-    WORK.mkdir(parents=True, exist_ok=True)
-    broker = LocalKafka(
-        REPO / ".local" / "bench-kafka", port=args.port, controller_port=args.port + 1, heap_mb=1024
-    )
-    print(f"broker: {broker.start()}")
+def _measure(args: argparse.Namespace, broker) -> None:
     templates = list(simulate(SimulationConfig(actors=500, days=10, seed=5)))
     model_dir = WORK / "model"
     if not loads_cleanly(model_dir):  # missing, or trained on an older feature set
@@ -106,6 +94,17 @@ def main() -> None:
         },
     )
     print(f"saved {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--actors", type=int, default=100_000)
+    parser.add_argument("--events-per-actor", type=int, default=3)
+    parser.add_argument("--port", type=int, default=29092)
+    args = parser.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    with bench_broker(args.port) as broker:
+        _measure(args, broker)
 
 
 if __name__ == "__main__":

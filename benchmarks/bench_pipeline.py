@@ -28,7 +28,7 @@ import numpy as np
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import print_table, save  # noqa: E402
+from benchmarks.common import bench_broker, print_table, save  # noqa: E402
 from models.artifact import loads_cleanly  # noqa: E402
 from models.events import parse_event  # noqa: E402
 from models.simulate import SimulationConfig, simulate  # noqa: E402
@@ -321,14 +321,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=29092)
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
-    broker = LocalKafka(
-        REPO / ".local" / "bench-kafka", port=args.port, controller_port=args.port + 1, heap_mb=1024
-    )
-    print(f"broker: {broker.start()}")
-    try:
+    with bench_broker(args.port) as broker:
         _measure(args, broker)
-    finally:
-        broker.stop()  # also when a step fails: never leave a broker behind
 
 
 if __name__ == "__main__":

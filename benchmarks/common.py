@@ -1,4 +1,4 @@
-"""Shared helpers for the benchmarks: timing, machine facts, result files."""
+"""Shared helpers for the benchmarks: timing, machine facts, result files, the local broker."""
 
 from __future__ import annotations
 
@@ -7,10 +7,28 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def bench_broker(port: int) -> Iterator:
+    """The benchmarks' local Kafka broker on ``port`` (controller on ``port + 1``), stopped on
+    the way out also when a step fails, so no run leaves a broker behind."""
+    from stream.broker import LocalKafka
+
+    broker = LocalKafka(
+        REPO / ".local" / "bench-kafka", port=port, controller_port=port + 1, heap_mb=1024
+    )
+    print(f"broker: {broker.start()}")
+    try:
+        yield broker
+    finally:
+        broker.stop()
 
 
 def machine() -> dict:

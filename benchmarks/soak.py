@@ -23,7 +23,6 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.bench_pipeline import (  # noqa: E402
-    REPO,
     WORK,
     _metric,
     _rss_mb,
@@ -32,12 +31,11 @@ from benchmarks.bench_pipeline import (  # noqa: E402
     _stop,
     _wait_ready,
 )
-from benchmarks.common import RESULTS, save  # noqa: E402
+from benchmarks.common import RESULTS, bench_broker, save  # noqa: E402
 from models.artifact import loads_cleanly  # noqa: E402
 from models.events import parse_event  # noqa: E402
 from models.simulate import SimulationConfig, simulate  # noqa: E402
 from models.train import train_model  # noqa: E402
-from stream.broker import LocalKafka  # noqa: E402
 from stream.topics import create_topics  # noqa: E402
 
 
@@ -72,19 +70,7 @@ def _producer_loop(
     producer.close()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument(
-        "--rate", type=float, default=4500.0, help="offered events/s (measured capacity ~5,800)"
-    )
-    parser.add_argument("--port", type=int, default=29092)
-    args = parser.parse_args()
-    WORK.mkdir(parents=True, exist_ok=True)
-    broker = LocalKafka(
-        REPO / ".local" / "bench-kafka", port=args.port, controller_port=args.port + 1, heap_mb=1024
-    )
-    print(f"broker: {broker.start()}")
+def _measure(args: argparse.Namespace, broker) -> None:
     days = 10  # 1,000 actors x 10 days, replayed in a loop shifted forward in event time
     docs = list(simulate(SimulationConfig(actors=1000, days=days, seed=21)))
     span_s = days * 86400.0
@@ -122,7 +108,6 @@ def main() -> None:
     finally:
         stop.set()
         _stop(worker)
-        broker.stop()
     RESULTS.mkdir(exist_ok=True)
     with (RESULTS / "soak.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -168,6 +153,19 @@ def _plot(rows: list[dict]) -> None:
     fig.tight_layout()
     fig.savefig(RESULTS / "soak.png", dpi=100)
     plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument(
+        "--rate", type=float, default=4500.0, help="offered events/s (measured capacity ~5,800)"
+    )
+    parser.add_argument("--port", type=int, default=29092)
+    args = parser.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    with bench_broker(args.port) as broker:
+        _measure(args, broker)
 
 
 if __name__ == "__main__":

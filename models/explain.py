@@ -146,19 +146,14 @@ def _describe(
                 f"{value:.0f} of {events_1h:.0f} accesses in ~1 h without a ticket (usual for this actor: {share:.0%} without)"
             ),
         )
-    if name == "rare_accesses_1h":
-        value = _w(state, 1, W_RARE)
+    if name in ("rare_accesses_1h", "rare_accesses_24h"):
+        tau_index, span = (1, "~1 h") if name == "rare_accesses_1h" else (2, "~24 h")
+        value = _w(state, tau_index, W_RARE)
         return (
             value,
             0.0,
-            f"{_accesses(value)} in ~1 h that {_are(value)} rare for this actor or its role (latest: {what})",
-        )
-    if name == "rare_accesses_24h":
-        value = _w(state, 2, W_RARE)
-        return (
-            value,
-            0.0,
-            f"{_accesses(value)} in ~24 h that {_are(value)} rare for this actor or its role (latest: {what})",
+            f"{_accesses(value)} in {span} that {_are(value)} rare for this actor or its role "
+            f"(latest: {what})",
         )
     if name == "access_surprise":
         surprise = access_surprise(event, state, role)
