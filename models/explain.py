@@ -19,6 +19,7 @@ from models.features import (
     PRIOR_EVENTS,
     WORKING_HOURS_PER_DAY,
     access_surprise,
+    is_rare_access,
     typical_day,
 )
 from models.peers import RoleProfile
@@ -149,6 +150,8 @@ def _describe(
     if name in ("rare_accesses_1h", "rare_accesses_24h"):
         tau_index, span = (1, "~1 h") if name == "rare_accesses_1h" else (2, "~24 h")
         value = _w(state, tau_index, W_RARE)
+        if is_rare_access(event, role, access_surprise(event, state, role)):
+            value += 1.0  # counted like the feature does: this access too (see feature_row)
         return (
             value,
             0.0,

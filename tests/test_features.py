@@ -105,3 +105,22 @@ def test_correlated_pair_is_not_rare_when_the_role_does_it():
     assert math.isclose(access_surprise(event, new_state(event), role), -math.log(20.5 / 41))
     crossed = parse_event(event_bytes(98, action="search", resource_type="internal_report"))
     assert access_surprise(crossed, new_state(crossed), role) > RARE_SURPRISAL
+
+
+def test_rare_access_reason_counts_what_the_feature_counts():
+    """The explanation of a rare-access count says the number the forest saw."""
+    from models.detector import observe
+    from models.explain import _describe
+
+    peers = _peers()
+    role = peers.profile("customer_support")
+    states = {}
+    for i in range(40):
+        observe(parse_event(event_bytes(i)), states, peers)
+    export = parse_event(event_bytes(100, action="export"))  # the role never exports
+    state, _, is_rare, row = observe(export, states, peers)
+    assert is_rare
+    for name in ("rare_accesses_1h", "rare_accesses_24h"):
+        observed, _, text = _describe(name, export, state, role)
+        assert math.isclose(math.log1p(observed), row[FEATURE_NAMES.index(name)])
+        assert text.startswith("1 access in")
