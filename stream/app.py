@@ -19,6 +19,7 @@ from aiohttp import web
 
 from models.artifact import ArtifactError, load_model
 from models.detector import Detector
+from stream.intake import BatchingApp, BatchIntake
 from stream.logs import logging_config
 from stream.metrics import WorkerMetrics
 from stream.processing import BatchProcessor, RawMessage
@@ -29,7 +30,7 @@ log = logging.getLogger("insiderwatch")
 settings = Settings.load()
 metrics = WorkerMetrics()
 
-app = faust.App(
+app = BatchingApp(
     settings.app_id,
     broker=f"kafka://{settings.broker}",
     broker_credentials=faust_credentials(settings),
@@ -61,6 +62,8 @@ app = faust.App(
     value_serializer="raw",
     logging_config=logging_config(settings.log_format, settings.log_level),
 )
+# Records of the events topic reach the agent in batches (stream/intake.py explains why).
+app.intake = BatchIntake(settings.topic_events)
 
 
 class ActorStateTable(faust.Table):
@@ -178,25 +181,39 @@ def processor() -> BatchProcessor:
 
 @app.agent(events_topic)
 async def score_access_events(stream: faust.StreamT) -> None:
-    """Micro-batch the input, score each batch, emit alerts; offsets advance after sends."""
+    """Score micro-batches of the events topic, emit alerts; offsets advance after state.
+
+    The records come from :class:`stream.intake.BatchIntake`, not from ``stream``: the
+    agent registers the topic (subscription, co-partitioned assignment) and acks each record
+    itself once the batch's alerts and state are stored.
+    """
+    app.topics.add(stream.channel)
+    consumer = app.consumer
     batch_processor = processor()
-    async for batch in stream.take_events(
-        settings.batch_max_events, within=settings.batch_max_ms / 1000
-    ):
+    async for batch in app.intake.batches(settings.batch_max_events, settings.batch_max_ms / 1000):
+        generation = app.consumer_generation_id
+        if batch[0].generation_id != generation or batch[-1].generation_id != generation:
+            # Fetched before a rebalance finished; the partitions' new owner (maybe us)
+            # reads these records again from the committed offsets.
+            stale = [m for m in batch if m.generation_id != generation]
+            consumer.untrack_batch(stale)
+            batch = [m for m in batch if m.generation_id == generation]
+            if not batch:
+                continue
         messages = [
             RawMessage(
-                e.message.key,
-                e.message.value,
-                e.message.topic,
-                e.message.partition,
-                e.message.offset,
-                int(e.message.timestamp * 1000) if e.message.timestamp else None,
+                m.key,
+                m.value,
+                m.topic,
+                m.partition,
+                m.offset,
+                int(m.timestamp * 1000) if m.timestamp else None,
             )
-            for e in batch
+            for m in batch
         ]
         await batch_processor.handle(messages)
-        # The batch's offsets are acked when the next batch is taken: state first.
         await actor_state.acknowledged()
+        consumer.ack_batch(batch)
         metrics.actor_states.set(len(actor_state))
 
 
