@@ -159,6 +159,17 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
+def _start_profiler(pid: int, path: str) -> subprocess.Popen:
+    """py-spy samples the worker for 15 s of the throughput phase (collapsed stacks)."""
+    py_spy = Path(sys.executable).parent / "py-spy"
+    return subprocess.Popen(
+        [str(py_spy), "record", "--pid", str(pid), "--duration", "15", "--rate", "200"]
+        + ["--format", "raw", "--output", path, "--nonblocking"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def _stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
@@ -193,10 +204,12 @@ def _measure(args: argparse.Namespace, broker: LocalKafka) -> None:
     print(f"plain aiokafka consumer: {raw_rate:,.0f} events/s")
 
     worker = _start_worker(settings, f"worker-{tag}.log")
+    profiler = None
     try:
         _wait_ready(6091)
         start = time.perf_counter()
         peak_rss = 0.0
+        profiler = _start_profiler(worker.pid, args.profile) if args.profile else None
         while _metric(6091, "insiderwatch_events_consumed_total") < len(values):
             time.sleep(0.5)
             peak_rss = max(peak_rss, _rss_mb(worker.pid))
@@ -205,6 +218,9 @@ def _measure(args: argparse.Namespace, broker: LocalKafka) -> None:
         actors = _metric(6091, "insiderwatch_actor_states")
     finally:
         _stop(worker)
+    if profiler is not None:
+        profiler.wait(timeout=60)
+        print(f"profile of the worker (py-spy, collapsed stacks): {args.profile}")
     print(
         f"insiderwatch worker: {worker_rate:,.0f} events/s end to end, peak RSS {peak_rss:.0f} MB"
     )
@@ -319,6 +335,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=500_000)
     parser.add_argument("--latency-seconds", type=float, default=30.0)
     parser.add_argument("--port", type=int, default=29092)
+    parser.add_argument(
+        "--profile", metavar="PATH", help="py-spy the worker's throughput phase into PATH"
+    )
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     with bench_broker(args.port) as broker:

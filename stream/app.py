@@ -22,7 +22,7 @@ from models.detector import Detector
 from stream.intake import BatchingApp, BatchIntake
 from stream.logs import logging_config
 from stream.metrics import WorkerMetrics
-from stream.processing import BatchProcessor, RawMessage
+from stream.processing import BatchProcessor
 from stream.security import faust_credentials
 from stream.settings import Settings
 
@@ -51,6 +51,9 @@ app = BatchingApp(
     # Throughput: bigger fetches and stream buffers, and let the producer batch the changelog
     # and alert records for a few milliseconds instead of one request per record.
     consumer_max_fetch_size=8 * 1024 * 1024,
+    # One fetch is at most one micro-batch, so the intake (a few batches) bounds the records
+    # held in memory; unbounded, a fetch returned up to 8 MiB per partition (+280 MB RSS).
+    broker_max_poll_records=settings.batch_max_events,
     stream_buffer_maxsize=20_000,
     producer_linger=0.005,
     producer_max_batch_size=512 * 1024,
@@ -184,36 +187,28 @@ async def score_access_events(stream: faust.StreamT) -> None:
     """Score micro-batches of the events topic, emit alerts; offsets advance after state.
 
     The records come from :class:`stream.intake.BatchIntake`, not from ``stream``: the
-    agent registers the topic (subscription, co-partitioned assignment) and acks each record
-    itself once the batch's alerts and state are stored.
+    agent registers the topic (subscription, co-partitioned assignment) and acks the batches
+    itself once their alerts and state are stored.
     """
     app.topics.add(stream.channel)
     consumer = app.consumer
     batch_processor = processor()
-    async for batch in app.intake.batches(settings.batch_max_events, settings.batch_max_ms / 1000):
+    async for batches in app.intake.batches(
+        settings.batch_max_events, settings.batch_max_ms / 1000
+    ):
         generation = app.consumer_generation_id
-        if batch[0].generation_id != generation or batch[-1].generation_id != generation:
-            # Fetched before a rebalance finished; the partitions' new owner (maybe us)
-            # reads these records again from the committed offsets.
-            stale = [m for m in batch if m.generation_id != generation]
-            consumer.untrack_batch(stale)
-            batch = [m for m in batch if m.generation_id == generation]
-            if not batch:
-                continue
-        messages = [
-            RawMessage(
-                m.key,
-                m.value,
-                m.topic,
-                m.partition,
-                m.offset,
-                int(m.timestamp * 1000) if m.timestamp else None,
-            )
-            for m in batch
-        ]
+        current = [b for b in batches if b.generation_id == generation]
+        for stale in batches:
+            if stale.generation_id != generation:
+                # Fetched before a rebalance finished; the partitions' new owner (maybe
+                # us) reads these records again from the committed offsets.
+                consumer.untrack(stale)
+        if not current:
+            continue
+        messages = [m for b in current for m in b.messages]
         await batch_processor.handle(messages)
         await actor_state.acknowledged()
-        consumer.ack_batch(batch)
+        consumer.ack_batches(current)
         metrics.actor_states.set(len(actor_state))
 
 

@@ -13,12 +13,14 @@ the actor-state changelog), table recovery and standbys, the producer, the web s
 offset commits. Records of every other topic (changelogs during recovery) still go through
 Faust's callback. The contract with Faust's commit logic is kept exactly:
 
-- every record handed to the intake is *tracked* (pending ack), so a rebalance waits for it
-  (``Consumer.wait_empty``) before partitions move;
-- the agent *acks* each record through ``Consumer.ack`` only after its batch is processed and
-  the state that reflects it is stored, so Faust commits processed offsets only;
+- every batch handed to the intake is *tracked* (pending ack, one entry per batch), so a
+  rebalance waits for it (``Consumer.wait_empty``) before partitions move;
+- the agent *acks* a batch's offsets (the bookkeeping of ``Consumer.ack``, in bulk) only after
+  the batch is processed and the state that reflects it is stored, so Faust commits processed
+  offsets only;
 - a batch the fetch loop could not hand over because a rebalance began is untracked and not
-  marked read; Faust seeks back to the committed offsets and fetches it again.
+  marked read, and a batch fetched in an older consumer generation is dropped by the agent;
+  Faust seeks back to the committed offsets and fetches them again.
 
 Back-pressure: the intake holds at most ``max_pending`` batches. When the agent is slow (for
 example the alerts topic is slow to acknowledge), the fetch loop waits, and Kafka keeps the
@@ -30,13 +32,29 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP, Message
+from faust.types import TP
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
 
-__all__ = ["BatchIntake", "BatchingApp", "BatchingConsumer", "BatchingTransport"]
+from stream.processing import RawMessage
+
+__all__ = ["BatchIntake", "BatchingApp", "BatchingConsumer", "BatchingTransport", "IntakeBatch"]
+
+
+@dataclass(eq=False)  # identity hash and a weakref slot: Faust tracks pending work in a WeakSet
+class IntakeBatch:
+    """The events-topic records of one fetch; Faust tracks it as one pending message."""
+
+    messages: list[RawMessage]
+    offsets: dict[TP, list[int]]
+    generation_id: int
+    acked: bool = False
+    refcount: int = 1  # read by Faust's wait_empty log line only
 
 
 class BatchIntake:
@@ -52,10 +70,10 @@ class BatchIntake:
 
     def __init__(self, topic: str, max_pending: int = 4) -> None:
         self.topic = topic
-        self._queue: asyncio.Queue[list[Message]] = asyncio.Queue(maxsize=max_pending)
-        self._carry: list[Message] = []
+        self._queue: asyncio.Queue[IntakeBatch] = asyncio.Queue(maxsize=max_pending)
+        self._carry: IntakeBatch | None = None
 
-    async def offer(self, batch: list[Message], interrupted: asyncio.Event) -> bool:
+    async def offer(self, batch: IntakeBatch, interrupted: asyncio.Event) -> bool:
         """Hand ``batch`` over; False if ``interrupted`` was set while waiting for room."""
         if not self._queue.full():
             self._queue.put_nowait(batch)
@@ -71,12 +89,17 @@ class BatchIntake:
         put.cancel()
         return False
 
-    async def take(self, max_events: int, max_wait_s: float) -> list[Message]:
-        """Wait for records, then gather more for up to ``max_wait_s`` or ``max_events``."""
-        batch = self._carry or await self._queue.get()
-        self._carry = []
+    async def take(self, max_events: int, max_wait_s: float) -> list[IntakeBatch]:
+        """Wait for a batch, then gather more for up to ``max_wait_s`` or ``max_events``.
+
+        Fetched batches are not split (each is acked as a whole); one fetch holds at most
+        ``max_events`` records when the consumer's ``max_poll_records`` is set to it.
+        """
+        first = self._carry or await self._queue.get()
+        self._carry = None
+        taken, count = [first], len(first.messages)
         deadline = time.monotonic() + max_wait_s
-        while len(batch) < max_events:
+        while count < max_events:
             if self._queue.empty():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -87,12 +110,14 @@ class BatchIntake:
                     break
             else:
                 more = self._queue.get_nowait()
-            batch = batch + more
-        if len(batch) > max_events:
-            batch, self._carry = batch[:max_events], batch[max_events:]
-        return batch
+            if count + len(more.messages) > max_events:
+                self._carry = more
+                break
+            taken.append(more)
+            count += len(more.messages)
+        return taken
 
-    async def batches(self, max_events: int, max_wait_s: float) -> AsyncIterator[list[Message]]:
+    async def batches(self, max_events: int, max_wait_s: float) -> AsyncIterator[list[IntakeBatch]]:
         """Endless :meth:`take`."""
         while True:
             yield await self.take(max_events, max_wait_s)
@@ -105,24 +130,30 @@ class BatchingConsumer(faust_aiokafka.Consumer):
     (read offsets, gaps, periodic commit, flow control, generation checks) follows Faust's.
     """
 
-    def track_batch(self, batch: Sequence[Message]) -> None:
-        """Mark records as pending ack, as Faust's stream does when it takes an event."""
-        add = self._unacked_messages.add
-        for message in batch:
-            message.tracked = True
-            add(message)
+    def untrack(self, batch: IntakeBatch) -> None:
+        """Forget a batch that will be fetched again (not handed over, or stale)."""
+        self._unacked_messages.discard(batch)
 
-    def untrack_batch(self, batch: Sequence[Message]) -> None:
-        """Forget records that will be fetched again (not handed over, or stale)."""
-        discard = self._unacked_messages.discard
-        for message in batch:
-            discard(message)
-
-    def ack_batch(self, batch: Sequence[Message]) -> None:
-        """Mark processed records safe to commit."""
-        ack = self.ack
-        for message in batch:
-            ack(message)
+    def ack_batches(self, batches: Sequence[IntakeBatch]) -> None:
+        """Mark processed batches' offsets safe to commit: ``Consumer.ack``, in bulk."""
+        with ack_lock:
+            for batch in batches:
+                if batch.acked:
+                    continue
+                batch.acked = True
+                self._unacked_messages.discard(batch)
+                for tp, offsets in batch.offsets.items():
+                    committed = self._committed_offset[tp]
+                    acked_index = self._acked_index[tp]
+                    fresh = [
+                        offset
+                        for offset in offsets
+                        if (committed is None or offset >= committed) and offset not in acked_index
+                    ]
+                    acked_index.update(fresh)
+                    self._acked[tp].extend(fresh)
+                    self._n_acked += len(fresh)
+            notify(self._waiting_for_ack)
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - needs a broker
         intake: BatchIntake = self.app.intake  # type: ignore[attr-defined]
@@ -139,7 +170,7 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                 if not records or self.should_stop:
                     continue
                 generation = self.app.consumer_generation_id
-                batch: list[Message] = []
+                batch = IntakeBatch([], {}, generation)
                 read: dict[TP, int] = {}
                 for tp, tp_records in records.items():
                     if not self.flow_active or self.app.consumer_generation_id != generation:
@@ -147,6 +178,7 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                     if active is not None and tp not in active | self._buffered_partitions:
                         continue
                     to_intake = tp.topic == intake.topic
+                    offsets: list[int] = []
                     r_offset = read_offset[tp]
                     for record in tp_records:
                         offset = record.offset
@@ -154,20 +186,32 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                             continue  # already read (Faust's rule; ">=" passes the seek point)
                         if r_offset and offset - r_offset > 1 and acks_enabled_for(tp.topic):
                             await self._add_gap(tp, r_offset + 1, offset)
-                        message = to_message(tp, record)
                         if to_intake:
-                            batch.append(message)
-                            read[tp] = offset
+                            batch.messages.append(
+                                RawMessage(
+                                    record.key,
+                                    record.value,
+                                    record.topic,
+                                    record.partition,
+                                    offset,
+                                    record.timestamp,
+                                )
+                            )
+                            offsets.append(offset)
                         else:
+                            message = to_message(tp, record)
                             await self.wait_first(callback(message), self.suspend_flow.wait())
                             read_offset[tp] = offset
                         r_offset = offset
-                if batch:
-                    self.track_batch(batch)
+                    if offsets:
+                        batch.offsets[tp] = offsets
+                        read[tp] = offsets[-1]
+                if batch.messages:
+                    self._unacked_messages.add(batch)
                     if await intake.offer(batch, self.suspend_flow):
                         read_offset.update(read)
                     else:
-                        self.untrack_batch(batch)
+                        self.untrack(batch)
                 if self._commit_every is not None and self._n_acked >= self._commit_every:
                     self._n_acked = 0
                     await self.commit()
