@@ -2,9 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-__all__ = ["WorkerMetrics"]
+__all__ = ["WorkerMetrics", "observe_many"]
+
+
+def observe_many(histogram: Histogram, values: Sequence[float] | np.ndarray) -> None:
+    """``histogram.observe(v)`` for every value, in one pass per batch.
+
+    prometheus-client has no bulk observe, and one ``observe`` per event (two locks and a
+    bucket scan) was 4% of the worker's time. This adds the per-bucket counts the same way
+    ``Histogram.observe`` does (its ``_buckets`` hold non-cumulative counts, ``_sum`` the
+    total); ``tests/test_metrics.py`` checks the output against per-value ``observe``.
+    """
+    array = np.asarray(values, dtype=np.float64)
+    if not array.size:
+        return
+    bounds = np.asarray(histogram._upper_bounds, dtype=np.float64)
+    counts = np.bincount(np.searchsorted(bounds, array, side="left"), minlength=len(bounds))
+    for bucket, count in zip(histogram._buckets, counts.tolist(), strict=False):
+        if count:
+            bucket.inc(count)
+    histogram._sum.inc(float(array.sum()))
 
 
 class WorkerMetrics:

@@ -21,12 +21,13 @@ from models.events import AccessEvent, InvalidEvent, parse_event
 from models.state import ActorState, state_from_bytes, state_to_bytes
 from stream.dlq import dead_letter_record
 from stream.formats import format_alert
-from stream.metrics import WorkerMetrics
+from stream.metrics import WorkerMetrics, observe_many
 
 __all__ = ["RawMessage", "BatchProcessor", "encode_stored_state", "decode_stored_state"]
 
 Send = Callable[[bytes | None, bytes], Awaitable[object]]
 _POSITION = struct.Struct(">iq")  # input partition and offset the stored state reflects
+DECODED_CACHE_ACTORS = 20_000  # most recently written actor states kept decoded
 
 
 def encode_stored_state(state: ActorState, partition: int, offset: int) -> bytes:
@@ -88,6 +89,11 @@ class BatchProcessor:
         send_score: Send | None = None,
     ) -> None:
         self.send_score = send_score
+        # Actor id -> (stored bytes, decoded state, partition, offset) of the last write, so a
+        # busy actor's state is not decoded again every batch. Entries are taken out while a
+        # batch runs (a failed batch leaves none behind) and only used when the table still
+        # holds exactly those bytes, so the table stays the one source of truth.
+        self._decoded: dict[str, tuple[bytes, ActorState, int, int]] = {}
         self.state_bytes = 0  # bytes of actor state written by this worker (running total)
         self.last_offset: dict[int, int] = {}  # input partition -> last processed offset
         self.detector = detector
@@ -149,15 +155,20 @@ class BatchProcessor:
         states: dict[str, ActorState] = {}
         applied: dict[str, tuple[int, int]] = {}
         stored_bytes: dict[str, int] = {}
+        decoded = self._decoded
         for event, _ in parsed_events:
             actor_id = event.actor_id
             if actor_id in applied:
                 continue
             stored = self.store.get(actor_id.encode())
+            cached = decoded.pop(actor_id, None)
             if stored is None:
                 applied[actor_id] = (-1, -1)
             else:
-                state, partition, offset = decode_stored_state(stored)
+                if cached is not None and cached[0] == stored:
+                    _, state, partition, offset = cached
+                else:
+                    state, partition, offset = decode_stored_state(stored)
                 states[actor_id] = state
                 applied[actor_id] = (partition, offset)
                 stored_bytes[actor_id] = len(stored)
@@ -218,9 +229,13 @@ class BatchProcessor:
         if pending:
             await asyncio.gather(*pending)
         for actor_id, (partition, offset) in position_of.items():
-            value = encode_stored_state(states[actor_id], partition, offset)
+            state = states[actor_id]
+            value = encode_stored_state(state, partition, offset)
             self.store.put(actor_id.encode(), value, partition)
             self.state_bytes += len(value) - stored_bytes.get(actor_id, 0)
+            decoded[actor_id] = (value, state, partition, offset)
+        while len(decoded) > DECODED_CACHE_ACTORS:
+            del decoded[next(iter(decoded))]  # least recently written first
         metrics.state_bytes.set(self.state_bytes)
         for message in messages:
             self.last_offset[message.partition] = message.offset
@@ -229,12 +244,16 @@ class BatchProcessor:
         late = sum(1 for s in outcome.scored if s.late)
         if late:
             metrics.late.inc(late)
-        for verdict in outcome.scored:
-            metrics.scores.observe(verdict.score)
+        observe_many(metrics.scores, [verdict.score for verdict in outcome.scored])
         now_ms = now.timestamp() * 1000
-        for message in messages:
-            if message.timestamp_ms:
-                metrics.event_lag_seconds.observe(max(0.0, (now_ms - message.timestamp_ms) / 1000))
+        observe_many(
+            metrics.event_lag_seconds,
+            [
+                max(0.0, (now_ms - message.timestamp_ms) / 1000)
+                for message in messages
+                if message.timestamp_ms and message.timestamp_ms > 0
+            ],
+        )
         metrics.batch_size.observe(len(messages))
         metrics.batch_seconds.observe(time.perf_counter() - started)
         return len(outcome.alerts)
