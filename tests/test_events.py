@@ -74,3 +74,56 @@ def test_oversized_message_is_refused_before_parsing():
 
 def test_integral_float_record_count_is_accepted():
     assert parse_event(event_bytes(record_count=3.0)).record_count == 3
+
+
+EDGE_CASES = [
+    {},
+    {"record_count": None},
+    {"record_count": 5.0},
+    {"record_count": True},
+    {"record_count": -1},
+    {"fields": []},
+    {"fields": None},
+    {"fields": ["email", "phone"]},
+    {"fields": "email"},
+    {"fields": {}},
+    {"fields": [1]},
+    {"ticket_id": ""},
+    {"ticket_id": 7},
+    {"actor_role": ""},
+    {"outcome": None},
+    {"actor_team": "x" * 257},
+    {"event_id": ""},
+    {"timestamp": "2026-01-05T09:00:00"},
+    {"timestamp": "1999-01-05T09:00:00Z"},
+    {"device_id": "d", "source_ip": "10.0.0.1"},
+]
+
+
+@pytest.mark.parametrize("overrides", EDGE_CASES)
+def test_the_quick_path_builds_the_same_event_as_full_validation_or_defers(overrides):
+    from models.events import _validated_event, _well_formed_event
+
+    doc = event_dict(1, **overrides)
+    quick, full = _well_formed_event(doc), _validated_event(doc)
+    if quick is None:
+        assert parse_event(orjson.dumps(doc)) == full
+    else:
+        assert quick == full
+        assert (quick.field_hashes, quick.ip_hash, quick.device_hash, quick.pair) == (
+            full.field_hashes,
+            full.ip_hash,
+            full.device_hash,
+            full.pair,
+        )
+
+
+def test_simulated_events_take_the_quick_path():
+    from models.events import _validated_event, _well_formed_event
+    from models.simulate import SimulationConfig, simulate
+
+    docs = list(simulate(SimulationConfig(actors=20, days=2, seed=1)))[:2000]
+    for doc in docs:
+        doc = orjson.loads(orjson.dumps(doc))
+        quick = _well_formed_event(doc)
+        assert quick is not None and quick == _validated_event(doc)
