@@ -168,12 +168,12 @@ class Detector:
                 rows.append(row)
                 wave_states.append((state, is_late, is_rare))
             matrix = np.asarray(rows, dtype=np.float64)
-            wave_scores = score(model.forest, matrix)
+            wave_scores = score(model.forest, matrix).tolist()
             triggers: list[str | None] = []
             for position, index in enumerate(wave):
                 event = events[index]
                 state = wave_states[position][0]
-                value = float(wave_scores[position])
+                value = wave_scores[position]
                 state.cusum = cusum_step(
                     state.cusum, state.cusum_ts, event.ts, value, self._cusum_reference
                 )
@@ -192,7 +192,7 @@ class Detector:
             for position, index in enumerate(wave):
                 event = events[index]
                 state, is_late, is_rare = wave_states[position]
-                value = float(wave_scores[position])
+                value = wave_scores[position]
                 trigger = triggers[position]
                 scored[index] = Scored(event, value, trigger is not None, is_late)
                 if trigger is None:

@@ -173,11 +173,12 @@ def access_surprise(event: AccessEvent, state: ActorState, role: RoleProfile) ->
         state.pairs.get(event.pair, 0) + PRIOR_EVENTS * role.pair_probability(event.pair)
     ) / denominator
     value = -math.log(p_pair)
-    field_surprise = 0.0
-    for name, name_hash in zip(event.fields, event.field_hashes, strict=True):
-        if name_hash not in state.fields_seen:
-            field_surprise = max(field_surprise, -math.log(role.field_probability(name)))
-    value += field_surprise
+    if event.fields:
+        field_surprise = 0.0
+        for name, name_hash in zip(event.fields, event.field_hashes, strict=True):
+            if name_hash not in state.fields_seen:
+                field_surprise = max(field_surprise, -math.log(role.field_probability(name)))
+        value += field_surprise
     if not event.ticket_id:
         share = (state.no_ticket_n + PRIOR_EVENTS * role.no_ticket_share) / denominator
         value -= math.log(max(share, PROBABILITY_FLOOR))
@@ -195,9 +196,21 @@ def role_surprise(event: AccessEvent, role: RoleProfile) -> float:
     ...                                 fields=("email",)), role), 4)
     2.0794
     """
-    value = -math.log(role.pair_probability(event.pair))
-    rarest_field = max((-math.log(role.field_probability(f)) for f in event.fields), default=0.0)
-    return value + rarest_field
+    return -math.log(role.pair_probability(event.pair)) + field_role_rarity(event, role)
+
+
+def field_role_rarity(event: AccessEvent, role: RoleProfile) -> float:
+    """-ln of the role's share of accesses returning the rarest field ``event`` returned.
+
+    >>> from models.peers import RoleProfile
+    >>> role = RoleProfile(1, {}, [1 / 24] * 24, [1 / 7] * 7, 1, 1, 0.5, 1, {"email": 0.5})
+    >>> round(field_role_rarity(AccessEvent("e", "t", 0.0, "a", "view", "review",
+    ...                                     fields=("email",)), role), 4)
+    0.6931
+    """
+    if not event.fields:
+        return 0.0
+    return max(-math.log(role.field_probability(name)) for name in event.fields)
 
 
 def is_rare_access(event: AccessEvent, role: RoleProfile, surprise: float) -> bool:
@@ -248,7 +261,7 @@ def feature_row(
     denominator = hist_n + PRIOR_EVENTS
     pair_role_p = role.pair_probability(event.pair)
     hour = (int(event.ts) % DAY_S) // 3600
-    field_rarity = max((-log(role.field_probability(name)) for name in event.fields), default=0.0)
+    field_rarity = field_role_rarity(event, role)
     new_ip = mature and not is_known(state.ips, event.ip_hash)
     new_device = mature and not is_known(state.devices, event.device_hash)
 
