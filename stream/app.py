@@ -73,10 +73,10 @@ app.intake = BatchIntake(settings.topic_events)
 class ActorStateTable(faust.Table):
     """Table whose writes name their changelog partition explicitly.
 
-    Faust picks the changelog partition from the *current* event, which inside a
-    ``take_events`` batch is the last one, not the one an actor's state belongs to. Writing
-    with :meth:`put` puts each actor's state in the partition its events come from, so the
-    state moves with the partition on rebalance and recovery.
+    Faust picks the changelog partition from the stream's *current* event, and the agent
+    gets its records in batches from :mod:`stream.intake`, not one event at a time from a
+    stream. Writing with :meth:`put` puts each actor's state in the partition its events
+    come from, so the state moves with the partition on rebalance and recovery.
     """
 
     _partition_override: int | None = None
