@@ -64,3 +64,47 @@ def test_offer_blocks_when_full_and_gives_up_when_a_rebalance_interrupts():
     assert still_waiting
     assert delivered is False  # the caller untracks it; Faust fetches it again after the seek
     assert [b.messages[0].offset for b in taken] == [0]
+
+
+def _bare_consumer():
+    """A BatchingConsumer with only the ack bookkeeping Faust's ``Consumer.ack`` uses."""
+    from collections import defaultdict
+    from types import SimpleNamespace
+    from weakref import WeakSet
+
+    from stream.intake import BatchingConsumer
+
+    consumer = object.__new__(BatchingConsumer)
+    consumer.app = SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda topic: True))
+    consumer._committed_offset = defaultdict(lambda: None)
+    consumer._acked = defaultdict(list)
+    consumer._acked_index = defaultdict(set)
+    consumer._n_acked = 0
+    consumer._unacked_messages = WeakSet()
+    consumer._waiting_for_ack = None
+    return consumer
+
+
+def test_bulk_ack_keeps_the_same_books_as_fausts_per_message_ack():
+    from faust.transport.consumer import Consumer
+    from faust.types import TP, Message
+
+    tp0, tp1 = TP("events", 0), TP("events", 1)
+    offsets = {tp0: [10, 11, 12, 15], tp1: [3, 4]}
+    bulk, per_message = _bare_consumer(), _bare_consumer()
+    for consumer in (bulk, per_message):
+        consumer._committed_offset[tp0] = 11  # offset 10 is already committed
+
+    batch = IntakeBatch([], offsets, generation_id=1)
+    bulk._unacked_messages.add(batch)
+    bulk.ack_batches([batch])
+    bulk.ack_batches([batch])  # a second ack of the same batch changes nothing
+    for tp, tp_offsets in offsets.items():
+        for offset in tp_offsets:
+            message = Message("events", tp.partition, offset, 0.0, 0, None, b"k", b"v", None, tp=tp)
+            Consumer.ack(per_message, message)
+
+    assert batch.acked and batch not in bulk._unacked_messages
+    assert bulk._n_acked == per_message._n_acked == 5
+    assert dict(bulk._acked) == dict(per_message._acked)
+    assert dict(bulk._acked_index) == dict(per_message._acked_index)
