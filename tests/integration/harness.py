@@ -93,6 +93,23 @@ class Deployment:
         producer.close()
         return positions
 
+    def uncommitted(self) -> int:
+        """Input records past the consumer group's committed offsets (0 = all committed)."""
+        topic = self.settings.topic_events
+        # Reads the group's offsets without joining it (no subscribe, no poll).
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.broker,
+            group_id=self.settings.app_id,
+            enable_auto_commit=False,
+            **kafka_python_security(self.settings),
+        )
+        try:
+            tps = [TopicPartition(topic, p) for p in range(self.partitions)]
+            ends = consumer.end_offsets(tps)
+            return sum(ends[tp] - (consumer.committed(tp) or 0) for tp in tps)
+        finally:
+            consumer.close()
+
     def read_topic(self, topic: str, expect: int | None = None, timeout_s: float = 60.0) -> list:
         """All records of ``topic`` (waits until ``expect`` are there, or quiet for 3 s)."""
         consumer = KafkaConsumer(

@@ -4,6 +4,7 @@ that match the contract, and the same alert ids as offline ``score``."""
 from __future__ import annotations
 
 import contextlib
+import time
 
 import orjson
 import pytest
@@ -102,6 +103,11 @@ def test_every_event_is_scored_or_dead_lettered_and_alerts_match_offline(
         assert scored + dead == 1000
         assert dead == 20
         _check_metrics_page(worker)
+        # The batches' offsets are acked after their state is stored, and committed (every 1 s).
+        deadline = time.monotonic() + 30
+        while (left := deployment.uncommitted()) > 0:
+            assert time.monotonic() < deadline, f"{left} input records never committed"
+            time.sleep(1)
 
         dlq = [
             orjson.loads(r.value)
