@@ -9,7 +9,6 @@ with per-actor state in the changelog-backed ``actor-state`` table. Settings com
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import logging
 from pathlib import Path
@@ -20,6 +19,7 @@ from aiohttp import web
 
 from models.artifact import ArtifactError, load_model
 from models.detector import Detector
+from stream.collector import tune_collector
 from stream.intake import BatchingApp, BatchIntake
 from stream.logs import logging_config
 from stream.metrics import WorkerMetrics
@@ -284,13 +284,7 @@ async def banner() -> None:
     """Start-up banner: broker, topics, model version (partitions are logged on assignment)."""
     batch_processor = processor()
     batch_processor.detector.warm_up()
-    # Garbage collection took 14% of a busy worker's time (measured with gc.callbacks): the
-    # start-up objects (Faust, aiokafka, numba, the model) were scanned again by every full
-    # collection, and the default 700-allocation trigger ran ~200 collections a second. Freeze
-    # the start-up objects out of the collector, collect young objects less often: under 1%.
-    # Reference counting still frees everything that is not in a cycle at once.
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 10)
+    tune_collector(freeze_existing=True)  # after start-up: see stream/collector.py
     log.info(
         "insiderwatch worker: broker=%s events=%s alerts=%s dlq=%s model=%s web=http://%s:%s",
         settings.broker,
@@ -307,4 +301,3 @@ async def banner() -> None:
 async def on_assigned(sender: Any, assigned: set, **kwargs: Any) -> None:
     mine = sorted(tp.partition for tp in assigned if tp.topic == settings.topic_events)
     log.info("insiderwatch worker: assigned %s partitions %s", settings.topic_events, mine)
-

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from models.incidents import DEFAULT_ALERT_BUDGET
+from stream.collector import tune_collector
 from stream.settings import SETTINGS_DOC, Settings, SettingsError, flag_name
 
 __all__ = ["main", "build_parser"]
@@ -640,6 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    tune_collector()
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
