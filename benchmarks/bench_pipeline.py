@@ -19,6 +19,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -170,6 +171,46 @@ def _start_profiler(pid: int, path: str) -> subprocess.Popen:
     )
 
 
+NOOP_EVENTS = 300_000  # benchmarks/faust_noop_app.py reports its rate over this many
+
+
+def _faust_noop_rate(settings: Settings, timeout_s: float = 300) -> float | None:
+    """Second reference: Faust's own per-event path (a take_events agent that does nothing)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INSIDERWATCH_")}
+    env.update(
+        NOOP_BROKER=settings.broker,
+        APPID=f"noop-{uuid.uuid4().hex[:6]}",
+        TOPIC=settings.topic_events,
+        BUF="20000",
+        MPR="10000",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "faust", "-A", "faust_noop_app", "worker", "-l", "warn"]
+        + ["--without-web"],
+        cwd=REPO / "benchmarks",
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # Faust logs the app's print on stderr
+        text=True,
+        start_new_session=True,
+    )
+    found: list[float] = []
+
+    def read_rate() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:  # "[...] [WARNING] RATE n"
+            match = re.search(r"\bRATE (\d+)", line)
+            if match:
+                found.append(float(match.group(1)))
+                return
+
+    reader = threading.Thread(target=read_rate, daemon=True)
+    reader.start()
+    reader.join(timeout_s)
+    _stop(process)
+    return found[0] if found else None
+
+
 def _stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
@@ -224,6 +265,10 @@ def _measure(args: argparse.Namespace, broker: LocalKafka) -> None:
     print(
         f"insiderwatch worker: {worker_rate:,.0f} events/s end to end, peak RSS {peak_rss:.0f} MB"
     )
+
+    noop_rate = _faust_noop_rate(settings) if len(values) >= NOOP_EVENTS else None
+    if noop_rate is not None:
+        print(f"Faust take_events agent doing nothing: {noop_rate:,.0f} events/s")
 
     # Latency at a fixed offered rate, with 1% obvious anomalies by established actors (each
     # alert message that carries one of them counts: a new incident or an escalation).
@@ -289,6 +334,11 @@ def _measure(args: argparse.Namespace, broker: LocalKafka) -> None:
             f"{worker_rate:,.0f} ev/s",
             f"{worker_rate / raw_rate:.0%} of ceiling",
         ],
+        [
+            "Faust take_events agent doing nothing",
+            f"{noop_rate:,.0f} ev/s" if noop_rate else "-",
+            f"{noop_rate / raw_rate:.0%} of ceiling (Faust's per-event path)" if noop_rate else "",
+        ],
         ["worker peak RSS", f"{peak_rss:.0f} MB", f"{actors:.0f} actors in state"],
         [
             "event-to-alert p50 @2,000 ev/s",
@@ -312,6 +362,7 @@ def _measure(args: argparse.Namespace, broker: LocalKafka) -> None:
             "raw_aiokafka_events_per_s": raw_rate,
             "worker_events_per_s": worker_rate,
             "ratio_to_raw": worker_rate / raw_rate,
+            "faust_noop_take_events_per_s": noop_rate,
             "worker_peak_rss_mb": peak_rss,
             "latency_ms": {
                 "p50": float(np.percentile(lat, 50)),
