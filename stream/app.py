@@ -198,12 +198,14 @@ async def score_access_events(stream: faust.StreamT) -> None:
         settings.batch_max_events, settings.batch_max_ms / 1000
     ):
         generation = app.consumer_generation_id
-        current = [b for b in batches if b.generation_id == generation]
-        for stale in batches:
-            if stale.generation_id != generation:
+        current = []
+        for batch in batches:
+            if batch.generation_id == generation:
+                current.append(batch)
+            else:
                 # Fetched before a rebalance finished; the partitions' new owner (maybe
                 # us) reads these records again from the committed offsets.
-                consumer.untrack(stale)
+                consumer.untrack(batch)
         if not current:
             continue
         messages = [m for b in current for m in b.messages]

@@ -170,12 +170,13 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                 if not records or self.should_stop:
                     continue
                 generation = self.app.consumer_generation_id
+                readable = None if active is None else active | self._buffered_partitions
                 batch = IntakeBatch([], {}, generation)
                 read: dict[TP, int] = {}
                 for tp, tp_records in records.items():
                     if not self.flow_active or self.app.consumer_generation_id != generation:
                         break
-                    if active is not None and tp not in active | self._buffered_partitions:
+                    if readable is not None and tp not in readable:
                         continue
                     to_intake = tp.topic == intake.topic
                     offsets: list[int] = []

@@ -251,7 +251,7 @@ class BatchProcessor:
             [
                 max(0.0, (now_ms - message.timestamp_ms) / 1000)
                 for message in messages
-                if message.timestamp_ms and message.timestamp_ms > 0
+                if (message.timestamp_ms or 0) > 0
             ],
         )
         metrics.batch_size.observe(len(messages))

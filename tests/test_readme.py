@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from stream.cli import _NO_FLAG
 from stream.settings import SETTINGS_DOC, env_name, flag_name
 from tests.conftest import REPO
@@ -15,14 +17,6 @@ def settings_table() -> str:
     return "\n".join(rows)
 
 
-def test_readme_settings_table_matches_the_code():
-    readme = (REPO / "README.md").read_text()
-    assert settings_table() in readme, (
-        "README configuration table is stale; regenerate it with "
-        "python -c 'from tests.test_readme import settings_table; print(settings_table())'"
-    )
-
-
 def features_table() -> str:
     from models.features import FEATURES
 
@@ -31,9 +25,10 @@ def features_table() -> str:
     return "\n".join(rows)
 
 
-def test_readme_features_table_matches_the_code():
+@pytest.mark.parametrize("table", [settings_table, features_table], ids=["settings", "features"])
+def test_readme_table_matches_the_code(table):
     readme = (REPO / "README.md").read_text()
-    assert features_table() in readme, (
-        "README features table is stale; regenerate it with "
-        "python -c 'from tests.test_readme import features_table; print(features_table())'"
+    assert table() in readme, (
+        f"README {table.__name__.removesuffix('_table')} table is stale; regenerate it with "
+        f"python -c 'from tests.test_readme import {table.__name__}; print({table.__name__}())'"
     )
