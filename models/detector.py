@@ -25,7 +25,13 @@ import numpy as np
 from models.artifact import Model
 from models.events import AccessEvent
 from models.explain import explain, summarise
-from models.features import MATURE_EVENTS, access_surprise, feature_row, is_rare_access
+from models.features import (
+    MATURE_EVENTS,
+    access_surprise,
+    feature_row,
+    is_rare_access,
+    role_rarities,
+)
 from models.forest import path_attribution, score
 from models.incidents import SEVERITIES, IncidentSettings, incident_fields, step_incident
 from models.peers import PeerBaseline
@@ -69,8 +75,9 @@ def observe(
     role = peers.profile(event.actor_role)
     surprise = access_surprise(event, state, role)
     is_late, _ = advance_windows(state, event)
-    is_rare = is_rare_access(event, role, surprise)
-    return state, is_late, is_rare, feature_row(event, state, peers, surprise, is_rare)
+    rarities = role_rarities(event, role)  # once: both the rare test and the row use them
+    is_rare = is_rare_access(event, role, surprise, rarities)
+    return state, is_late, is_rare, feature_row(event, state, peers, surprise, is_rare, rarities)
 
 
 @dataclass(slots=True)

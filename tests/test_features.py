@@ -13,6 +13,8 @@ from models.features import (
     access_surprise,
     feature_row,
     is_rare_access,
+    role_rarities,
+    role_surprise,
 )
 from models.peers import build_peer_baseline
 from models.state import absorb_into_baseline, advance_windows, new_state
@@ -124,3 +126,20 @@ def test_rare_access_reason_counts_what_the_feature_counts():
         observed, _, text = _describe(name, export, state, role)
         assert math.isclose(math.log1p(observed), row[FEATURE_NAMES.index(name)])
         assert text.startswith("1 access in")
+
+
+def test_role_rarities_passed_in_give_the_row_computed_without_them():
+    peers = _peers()
+    role = peers.profile("customer_support")
+    for fields, action in ([], "view"), (["email"], "update"), (["email", "phone"], "export"):
+        event = parse_event(event_bytes(7, action=action, ticket_id=None, fields=fields))
+        state = new_state(event)
+        surprise = access_surprise(event, state, role)
+        advance_windows(state, event)
+        rarities = role_rarities(event, role)
+        assert math.isclose(sum(rarities), role_surprise(event, role))
+        rare = is_rare_access(event, role, surprise)
+        assert is_rare_access(event, role, surprise, rarities) == rare
+        assert feature_row(event, state, peers, surprise, rare, rarities) == feature_row(
+            event, state, peers, surprise, rare
+        )
