@@ -176,37 +176,37 @@ class Detector:
                 wave_states.append((state, is_late, is_rare))
             matrix = np.asarray(rows, dtype=np.float64)
             wave_scores = score(model.forest, matrix).tolist()
-            triggers: list[str | None] = []
-            for position, index in enumerate(wave):
-                event = events[index]
-                state = wave_states[position][0]
-                value = wave_scores[position]
-                state.cusum = cusum_step(
-                    state.cusum, state.cusum_ts, event.ts, value, self._cusum_reference
-                )
-                state.cusum_ts = max(state.cusum_ts, event.ts)
-                if value >= self.threshold:
-                    triggers.append("point")
-                elif state.cusum >= self._cusum_limit:
-                    triggers.append("sustained")
-                else:
-                    triggers.append(None)
-            flagged_rows = [p for p, trigger in enumerate(triggers) if trigger is not None]
-            attributions = (
-                path_attribution(model.forest, matrix[flagged_rows]) if flagged_rows else None
-            )
-            attribution_of = {r: k for k, r in enumerate(flagged_rows)}
+            # Unflagged events (nearly all) are settled in this pass; flagged ones need the
+            # wave's attributions first. Each actor is in a wave once, so the order in which
+            # different actors are settled does not change any result.
+            flagged: list[tuple[int, str]] = []
             for position, index in enumerate(wave):
                 event = events[index]
                 state, is_late, is_rare = wave_states[position]
                 value = wave_scores[position]
-                trigger = triggers[position]
-                scored[index] = Scored(event, value, trigger is not None, is_late)
-                if trigger is None:
+                state.cusum = cusum_step(
+                    state.cusum, state.cusum_ts, event.ts, value, self._cusum_reference
+                )
+                if event.ts > state.cusum_ts:
+                    state.cusum_ts = event.ts
+                if value >= self.threshold:
+                    flagged.append((position, "point"))
+                elif state.cusum >= self._cusum_limit:
+                    flagged.append((position, "sustained"))
+                else:
+                    scored[index] = Scored(event, value, False, is_late)
                     absorb_into_baseline(state, event)
                     if is_rare and not is_late:
                         count_rare_access(state, event)
-                    continue
+            if not flagged:
+                continue
+            attributions = path_attribution(model.forest, matrix[[p for p, _ in flagged]])
+            for (position, trigger), attribution in zip(flagged, attributions, strict=True):
+                index = wave[position]
+                event = events[index]
+                state, is_late, _ = wave_states[position]
+                value = wave_scores[position]
+                scored[index] = Scored(event, value, True, is_late)
                 step = step_incident(
                     state.incident,
                     event.actor_id,
@@ -218,7 +218,6 @@ class Detector:
                 )
                 state.incident = step.incident
                 if step.emit:
-                    attribution = attributions[attribution_of[position]]
                     alerts.append(
                         self._alert(
                             event,
