@@ -41,7 +41,7 @@ from faust.types import TP
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 
-from stream.processing import RawMessage
+from stream.processing import ConsumedRecord
 
 __all__ = ["BatchIntake", "BatchingApp", "BatchingConsumer", "BatchingTransport", "IntakeBatch"]
 
@@ -50,7 +50,7 @@ __all__ = ["BatchIntake", "BatchingApp", "BatchingConsumer", "BatchingTransport"
 class IntakeBatch:
     """The events-topic records of one fetch; Faust tracks it as one pending message."""
 
-    messages: list[RawMessage]
+    messages: list[ConsumedRecord]
     offsets: dict[TP, list[int]]
     generation_id: int
     acked: bool = False
@@ -188,16 +188,7 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                         if r_offset and offset - r_offset > 1 and acks_enabled_for(tp.topic):
                             await self._add_gap(tp, r_offset + 1, offset)
                         if to_intake:
-                            batch.messages.append(
-                                RawMessage(
-                                    record.key,
-                                    record.value,
-                                    record.topic,
-                                    record.partition,
-                                    offset,
-                                    record.timestamp,
-                                )
-                            )
+                            batch.messages.append(record)
                             offsets.append(offset)
                         else:
                             message = to_message(tp, record)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 import orjson
 
@@ -23,7 +24,13 @@ from stream.dlq import dead_letter_record
 from stream.formats import format_alert
 from stream.metrics import WorkerMetrics, observe_many
 
-__all__ = ["RawMessage", "BatchProcessor", "encode_stored_state", "decode_stored_state"]
+__all__ = [
+    "ConsumedRecord",
+    "RawMessage",
+    "BatchProcessor",
+    "encode_stored_state",
+    "decode_stored_state",
+]
 
 Send = Callable[[bytes | None, bytes], Awaitable[object]]
 _POSITION = struct.Struct(">iq")  # input partition and offset the stored state reflects
@@ -41,16 +48,29 @@ def decode_stored_state(data: bytes) -> tuple[ActorState, int, int]:
     return state_from_bytes(data[_POSITION.size :]), partition, offset
 
 
-@dataclass(slots=True)
-class RawMessage:
-    """What the processor needs of a consumed Kafka message."""
+class ConsumedRecord(Protocol):
+    """What the processor reads of a consumed Kafka record. aiokafka's ``ConsumerRecord``
+    has this shape, so the worker's intake hands those over as they are (no copy per record);
+    :class:`RawMessage` is the same shape for tests and tools."""
 
     key: bytes | None
     value: bytes | None
     topic: str
     partition: int
     offset: int
-    timestamp_ms: int | None
+    timestamp: int | None  # milliseconds since the epoch, as Kafka stores it
+
+
+@dataclass(slots=True)
+class RawMessage:
+    """A consumed Kafka record (see :class:`ConsumedRecord`)."""
+
+    key: bytes | None
+    value: bytes | None
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int | None
 
 
 class StateStore:
@@ -110,14 +130,14 @@ class BatchProcessor:
         self.metrics.model_info.labels(version=detector.model.version).set(1)
         self.detector = detector
 
-    async def handle(self, messages: Sequence[RawMessage]) -> int:
+    async def handle(self, messages: Sequence[ConsumedRecord]) -> int:
         """Process one batch; return the number of alert messages sent."""
         started = time.perf_counter()
         now = datetime.now(UTC)
         detected_at = rfc3339(now.timestamp())
         metrics = self.metrics
         metrics.consumed.inc(len(messages))
-        parsed_events: list[tuple[AccessEvent, RawMessage]] = []
+        parsed_events: list[tuple[AccessEvent, ConsumedRecord]] = []
         pending: list = []  # delivery futures that must resolve before state is written
         seen: set[tuple[int, int]] = set()
         duplicates = 0
@@ -141,7 +161,7 @@ class BatchProcessor:
                     message.topic,
                     message.partition,
                     message.offset,
-                    message.timestamp_ms,
+                    message.timestamp,
                     detected_at,
                 )
                 pending.append(await self.send_dlq(message.key, record))
@@ -175,7 +195,7 @@ class BatchProcessor:
         # After a crash, Kafka redelivers events whose state update may already be in the
         # changelog; re-applying them would double-count. Skip exactly those.
         valid: list[AccessEvent] = []
-        valid_messages: list[RawMessage] = []
+        valid_messages: list[ConsumedRecord] = []
         position_of: dict[str, tuple[int, int]] = {}
         replayed = 0
         for event, message in parsed_events:
@@ -249,9 +269,9 @@ class BatchProcessor:
         observe_many(
             metrics.event_lag_seconds,
             [
-                max(0.0, (now_ms - message.timestamp_ms) / 1000)
+                max(0.0, (now_ms - message.timestamp) / 1000)
                 for message in messages
-                if (message.timestamp_ms or 0) > 0
+                if (message.timestamp or 0) > 0
             ],
         )
         metrics.batch_size.observe(len(messages))
