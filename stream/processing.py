@@ -171,36 +171,35 @@ class BatchProcessor:
                 metrics.key_mismatch.inc()
             parsed_events.append((parsed, message))
 
-        # Load each actor's state once, with the input position it already reflects.
+        # Load each actor's state once, with the input position it already reflects. After a
+        # crash, Kafka redelivers events whose state update may already be in the changelog;
+        # re-applying them would double-count. Skip exactly those.
         states: dict[str, ActorState] = {}
         applied: dict[str, tuple[int, int]] = {}
         stored_bytes: dict[str, int] = {}
         decoded = self._decoded
-        for event, _ in parsed_events:
-            actor_id = event.actor_id
-            if actor_id in applied:
-                continue
-            stored = self.store.get(actor_id.encode())
-            cached = decoded.pop(actor_id, None)
-            if stored is None:
-                applied[actor_id] = (-1, -1)
-            else:
-                if cached is not None and cached[0] == stored:
-                    _, state, partition, offset = cached
-                else:
-                    state, partition, offset = decode_stored_state(stored)
-                states[actor_id] = state
-                applied[actor_id] = (partition, offset)
-                stored_bytes[actor_id] = len(stored)
-        # After a crash, Kafka redelivers events whose state update may already be in the
-        # changelog; re-applying them would double-count. Skip exactly those.
         valid: list[AccessEvent] = []
         valid_messages: list[ConsumedRecord] = []
         position_of: dict[str, tuple[int, int]] = {}
         replayed = 0
         for event, message in parsed_events:
-            partition, offset = applied[event.actor_id]
-            if message.partition == partition and message.offset <= offset:
+            actor_id = event.actor_id
+            position = applied.get(actor_id)
+            if position is None:
+                stored = self.store.get(actor_id.encode())
+                cached = decoded.pop(actor_id, None)
+                if stored is None:
+                    position = (-1, -1)
+                else:
+                    if cached is not None and cached[0] == stored:
+                        _, state, partition, offset = cached
+                    else:
+                        state, partition, offset = decode_stored_state(stored)
+                    states[actor_id] = state
+                    position = (partition, offset)
+                    stored_bytes[actor_id] = len(stored)
+                applied[actor_id] = position
+            if message.partition == position[0] and message.offset <= position[1]:
                 replayed += 1
                 if self.send_score is not None:
                     await self.send_score(
@@ -208,7 +207,7 @@ class BatchProcessor:
                         orjson.dumps(
                             {
                                 "event_id": event.event_id,
-                                "actor_id": event.actor_id,
+                                "actor_id": actor_id,
                                 "replayed": True,
                                 "source": {
                                     "partition": message.partition,
@@ -220,7 +219,7 @@ class BatchProcessor:
                 continue
             valid.append(event)
             valid_messages.append(message)
-            position_of[event.actor_id] = (message.partition, message.offset)
+            position_of[actor_id] = (message.partition, message.offset)
         if replayed or duplicates:
             metrics.replayed.inc(replayed + duplicates)
         outcome = self.detector.process(valid, states, detected_at)
