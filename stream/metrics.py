@@ -59,6 +59,12 @@ class WorkerMetrics:
             "Events whose Kafka key is not their actor_id",
             registry=r,
         )
+        self.state_unreadable = Counter(
+            "insiderwatch_actor_states_unreadable",
+            "Stored actor states that could not be read (another state format, or damaged); "
+            "the actor started afresh",
+            registry=r,
+        )
         self.alerts = Counter(
             "insiderwatch_alerts", "Alert messages emitted", ["severity", "status"], registry=r
         )

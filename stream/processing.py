@@ -8,6 +8,7 @@ actor per batch, not per event), into the partition its events came from.
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,7 +18,7 @@ from typing import Protocol
 
 import orjson
 
-from models.detector import Detector, rfc3339
+from models.detector import BatchOutcome, Detector, rfc3339
 from models.events import AccessEvent, InvalidEvent, parse_event
 from models.state import ActorState, state_from_bytes, state_to_bytes
 from stream.dlq import dead_letter_record
@@ -32,6 +33,7 @@ __all__ = [
     "decode_stored_state",
 ]
 
+log = logging.getLogger("insiderwatch")
 Send = Callable[[bytes | None, bytes], Awaitable[object]]
 _POSITION = struct.Struct(">iq")  # input partition and offset the stored state reflects
 DECODED_CACHE_ACTORS = 20_000  # most recently written actor states kept decoded
@@ -115,6 +117,7 @@ class BatchProcessor:
         # holds exactly those bytes, so the table stays the one source of truth.
         self._decoded: dict[str, tuple[bytes, ActorState, int, int]] = {}
         self.state_bytes = 0  # bytes of actor state written by this worker (running total)
+        self.unreadable_states = 0  # stored states that could not be read (actor restarted)
         self.last_offset: dict[int, int] = {}  # input partition -> last processed offset
         self.detector = detector
         self.store = store
@@ -129,6 +132,66 @@ class BatchProcessor:
         self.metrics.model_info.clear()
         self.metrics.model_info.labels(version=detector.model.version).set(1)
         self.detector = detector
+
+    def _decode_or_reset(self, actor_id: str, stored: bytes) -> tuple[ActorState | None, int, int]:
+        """The stored state and its input position; ``(None, -1, -1)`` when the bytes cannot
+        be read (written by a version with another state format, or damaged). The actor then
+        starts afresh (its alerts say ``warming_up`` again) instead of stopping the partition.
+        """
+        try:
+            return decode_stored_state(stored)
+        except Exception as exc:  # any unreadable bytes, whatever the decoder raised
+            self.metrics.state_unreadable.inc()
+            self.unreadable_states += 1
+            if self.unreadable_states in (1, 10, 100, 1_000, 10_000, 100_000):
+                log.warning(
+                    "insiderwatch worker: stored state of actor %r is unreadable (%s); the "
+                    "actor starts afresh (%d such actors so far)",
+                    actor_id,
+                    exc,
+                    self.unreadable_states,
+                )
+            return None, -1, -1
+
+    def _process_one_by_one(
+        self,
+        events: list[AccessEvent],
+        messages: list[ConsumedRecord],
+        states: dict[str, ActorState],
+        detected_at: str,
+    ) -> tuple[BatchOutcome, list[ConsumedRecord], list[tuple[ConsumedRecord, InvalidEvent]]]:
+        """Score a batch whose :meth:`Detector.process` raised, one event at a time.
+
+        The failed attempt may have changed ``states``, so they are read again from the
+        store (nothing of this batch is stored yet). An event that still raises is left out,
+        with its actor's state as it was before the event, and returned for the DLQ with
+        reason ``processing_error``. Scores of the other events are those of a batch without
+        the failing ones (the detector does not depend on batch boundaries).
+        """
+        for actor_id in list(states):
+            stored = self.store.get(actor_id.encode())
+            try:  # readable before the failed attempt (else the actor would not be here)
+                states[actor_id] = decode_stored_state(stored)[0]  # type: ignore[arg-type]
+            except Exception:  # new in this batch (nothing stored yet)
+                del states[actor_id]
+        scored, alerts, kept, failed = [], [], [], []
+        for event, message in zip(events, messages, strict=True):
+            before = states.get(event.actor_id)
+            snapshot = None if before is None else state_to_bytes(before)
+            try:
+                one = self.detector.process([event], states, detected_at)
+            except Exception as exc:
+                if snapshot is None:
+                    states.pop(event.actor_id, None)
+                else:
+                    states[event.actor_id] = state_from_bytes(snapshot)
+                detail = f"{type(exc).__name__}: {exc}"[:200]
+                failed.append((message, InvalidEvent("processing_error", detail)))
+                continue
+            scored.extend(one.scored)
+            alerts.extend(one.alerts)
+            kept.append(message)
+        return BatchOutcome(scored=scored, alerts=alerts), kept, failed
 
     async def handle(self, messages: Sequence[ConsumedRecord]) -> int:
         """Process one batch; return the number of alert messages sent."""
@@ -194,8 +257,9 @@ class BatchProcessor:
                     if cached is not None and cached[0] == stored:
                         _, state, partition, offset = cached
                     else:
-                        state, partition, offset = decode_stored_state(stored)
-                    states[actor_id] = state
+                        state, partition, offset = self._decode_or_reset(actor_id, stored)
+                    if state is not None:
+                        states[actor_id] = state
                     position = (partition, offset)
                     stored_bytes[actor_id] = len(stored)
                 applied[actor_id] = position
@@ -222,7 +286,29 @@ class BatchProcessor:
             position_of[actor_id] = (message.partition, message.offset)
         if replayed or duplicates:
             metrics.replayed.inc(replayed + duplicates)
-        outcome = self.detector.process(valid, states, detected_at)
+        try:
+            outcome = self.detector.process(valid, states, detected_at)
+        except Exception:  # a bug, not bad input: find the event(s) that trigger it
+            log.exception(
+                "insiderwatch worker: scoring a batch of %d events failed; "
+                "scoring them one by one, failing events go to the DLQ",
+                len(valid),
+            )
+            outcome, valid_messages, failed = self._process_one_by_one(
+                valid, valid_messages, states, detected_at
+            )
+            for message, problem in failed:
+                record = dead_letter_record(
+                    message.value,
+                    problem,
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                    message.timestamp,
+                    detected_at,
+                )
+                pending.append(await self.send_dlq(message.key, record))
+                metrics.dead_lettered.labels(reason=problem.reason).inc()
 
         for alert in outcome.alerts:
             payload = format_alert(alert, self.alert_format)
@@ -248,7 +334,9 @@ class BatchProcessor:
         if pending:
             await asyncio.gather(*pending)
         for actor_id, (partition, offset) in position_of.items():
-            state = states[actor_id]
+            state = states.get(actor_id)
+            if state is None:  # a new actor whose only events failed (dead-lettered)
+                continue
             value = encode_stored_state(state, partition, offset)
             self.store.put(actor_id.encode(), value, partition)
             self.state_bytes += len(value) - stored_bytes.get(actor_id, 0)

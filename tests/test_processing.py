@@ -89,3 +89,86 @@ def test_the_table_wins_over_the_decoded_state_cache(small_model):
     asyncio.run(fresh.handle(_messages(3, 3, minute0=3)))
     assert store.data == fresh_store.data
     assert processor.metrics.replayed._value.get() == 0  # offsets 3..5 were applied afresh
+
+
+class _BuggyDetector(Detector):
+    """A detector with a bug that any event whose id starts with "poison" triggers."""
+
+    def process(self, events, states, detected_at):
+        for event in events:
+            if event.event_id.startswith("poison"):
+                # Fail half-way, after the batch has already changed some states.
+                super().process(events[:1], states, detected_at)
+                raise RuntimeError(f"bug triggered by {event.event_id}")
+        return super().process(events, states, detected_at)
+
+
+def _message(offset, actor, event_id, minute):
+    value = event_bytes(
+        offset, actor_id=actor, event_id=event_id, timestamp=f"2026-01-05T09:{minute:02d}:00Z"
+    )
+    return RawMessage(actor.encode(), value, "access-events", 0, offset, 1767603600000)
+
+
+def test_an_event_that_makes_the_detector_raise_is_dead_lettered_and_the_rest_scored(
+    small_model,
+):
+    store = DictStore()
+    processor, sent = _processor(small_model, store)
+    processor.detector = _BuggyDetector(load_model(small_model))
+    reference_store = DictStore()
+    reference, _ = _processor(small_model, reference_store)
+    batch = [
+        _message(0, "alice", "a0", 0),
+        _message(1, "bob", "b0", 1),
+        _message(2, "alice", "poison-a", 2),
+        _message(3, "alice", "a1", 3),
+        _message(4, "carol", "poison-c", 4),  # a new actor whose only event fails
+        _message(5, "bob", "b1", 5),
+    ]
+    asyncio.run(processor.handle(batch))
+
+    metrics = processor.metrics
+    assert metrics.scored._value.get() == 4
+    assert metrics.dead_lettered.labels(reason="processing_error")._value.get() == 2
+    dead = [orjson.loads(record) for record in sent["dlq"]]
+    assert [(d["reason"], d["source"]["offset"]) for d in dead] == [
+        ("processing_error", 2),
+        ("processing_error", 4),
+    ]
+    assert "RuntimeError: bug triggered by poison-a" in dead[0]["detail"]
+    assert b"carol" not in store.data
+    # The others' states are those of a batch without the failing events (nothing of the
+    # failed attempt leaks in), and positions cover the dead-lettered events too.
+    asyncio.run(
+        reference.handle(
+            [m for m in batch if not orjson.loads(m.value)["event_id"].startswith("poison")]
+        )
+    )
+    for actor in (b"alice", b"bob"):
+        state = decode_stored_state(store.data[actor])[0]
+        assert state == decode_stored_state(reference_store.data[actor])[0]
+    assert decode_stored_state(store.data[b"alice"])[2] == 3
+
+
+def test_an_unreadable_stored_state_restarts_the_actor_instead_of_stopping(small_model):
+    store = DictStore()
+    processor, _ = _processor(small_model, store)
+    asyncio.run(processor.handle(_messages(0, 2)))
+    # As left by a version with another state format, and plain damage.
+    store.data[b"alice"] = store.data[b"alice"][:12] + b'[99, "future format"]'
+    store.data[b"bob"] = b"\x00garbage"
+    batch = _messages(2, 2, minute0=2) + [_message(4, "bob", "b0", 9)]
+    asyncio.run(processor.handle(batch))
+    metrics = processor.metrics
+    assert metrics.state_unreadable._value.get() == 2
+    assert metrics.scored._value.get() == 5
+    for actor in (b"alice", b"bob"):
+        decode_stored_state(store.data[actor])  # rewritten, readable again
+    fresh_store = DictStore()
+    fresh, _ = _processor(small_model, fresh_store)
+    asyncio.run(fresh.handle(_messages(2, 2, minute0=2)))
+    assert (
+        decode_stored_state(store.data[b"alice"])[0]
+        == decode_stored_state(fresh_store.data[b"alice"])[0]
+    )
