@@ -225,6 +225,13 @@ def _faust_noop_rate(settings: Settings, timeout_s: float = 300) -> float | None
     return found[0] if found else None
 
 
+def _ms(latencies_ms: np.ndarray, percentile: float) -> str:
+    """A latency percentile for the table, or "-" when a short run had no alerts to time."""
+    if not latencies_ms.size:
+        return "-"
+    return f"{np.percentile(latencies_ms, percentile):.0f} ms"
+
+
 def _stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
@@ -380,10 +387,10 @@ def _measure(args: argparse.Namespace, broker: LocalKafka) -> None:
         ["event-to-alert p99 @2,000 ev/s", f"{np.percentile(lat, 99):.0f} ms", "all alerts"],
         [
             "steady-state p50 @2,000 ev/s",
-            f"{np.percentile(lat_steady, 50):.0f} ms",
+            _ms(lat_steady, 50),
             f"{lat_steady.size} alerts, events sent >= {WARMUP_S:.0f} s into the run",
         ],
-        ["steady-state p99 @2,000 ev/s", f"{np.percentile(lat_steady, 99):.0f} ms", ""],
+        ["steady-state p99 @2,000 ev/s", _ms(lat_steady, 99), ""],
     ]
     print_table(["measure", "value", "note"], rows)
     path = save(
@@ -406,8 +413,8 @@ def _measure(args: argparse.Namespace, broker: LocalKafka) -> None:
             },
             "steady_latency_ms": {
                 "warmup_s": WARMUP_S,
-                "p50": float(np.percentile(lat_steady, 50)),
-                "p99": float(np.percentile(lat_steady, 99)),
+                "p50": float(np.percentile(lat_steady, 50)) if lat_steady.size else None,
+                "p99": float(np.percentile(lat_steady, 99)) if lat_steady.size else None,
                 "n": int(lat_steady.size),
             },
             "decision_p99": decision_p99,
