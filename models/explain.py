@@ -86,6 +86,9 @@ def _are(value: float) -> str:
     return "is" if round(value) == 1 else "are"
 
 
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
 def _w(state: ActorState, tau_index: int, quantity: int) -> float:
     return state.win[tau_index * N_QUANTITIES + quantity]
 
@@ -189,13 +192,15 @@ def _describe(
         if p <= role.unseen_p:
             return p, 1.0, f"returned field '{rarest}', never returned to the role during training"
         return p, 1.0, f"returned field '{rarest}' ({p:.2%} of the role's accesses do)"
-    if name == "hour_novelty":
-        hour = (int(event.ts) % DAY_S) // 3600
-        count = state.hours[hour]
+    if name == "time_novelty":
+        seconds = int(event.ts)
+        hour, weekday = (seconds % DAY_S) // 3600, (seconds // DAY_S + 3) % 7
+        at_hour, on_day = state.hours[hour], state.weekdays[weekday]
         return (
-            count,
+            at_hour,
             hist_n,
-            f"at {hour:02d}:00 UTC ({count} of this actor's {hist_n} past accesses at that hour)",
+            f"at {hour:02d}:00 UTC on a {_WEEKDAYS[weekday]} (of this actor's {hist_n} past "
+            f"accesses, {at_hour} at that hour and {on_day} on that day of the week)",
         )
     if name == "new_ip_or_device":
         return (

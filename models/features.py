@@ -47,7 +47,7 @@ __all__ = [
 
 # Bump when a feature's definition or the peer-baseline layout changes: a model trained on
 # other features is refused with one sentence instead of failing to load.
-FEATURE_VERSION = 3
+FEATURE_VERSION = 4
 PRIOR_EVENTS = 20.0
 PRIOR_DAYS = 3.0
 MATURE_EVENTS = 30
@@ -118,9 +118,10 @@ FEATURES: tuple[Feature, ...] = (
         "rarest sensitive field returned, by the role's share of accesses returning it",
     ),
     Feature(
-        "hour_novelty",
+        "time_novelty",
         "-ln p",
-        "how unusual this hour of day (UTC) is for the actor (shrunk to the role)",
+        "how unusual this hour of the day and this day of the week (UTC) are for the actor "
+        "(shrunk to the role), taken together",
     ),
     Feature(
         "access_surprise",
@@ -286,7 +287,9 @@ def feature_row(
     )
     denominator = hist_n + PRIOR_EVENTS
     pair_rarity, field_rarity = rarities or role_rarities(event, role)
-    hour = (int(event.ts) % DAY_S) // 3600
+    seconds = int(event.ts)
+    hour = (seconds % DAY_S) // 3600
+    weekday = (seconds // DAY_S + 3) % 7  # 1970-01-01 was a Thursday; 0 = Monday
     new_ip = mature and not is_known(state.ips, event.ip_hash)
     new_device = mature and not is_known(state.devices, event.device_hash)
 
@@ -308,7 +311,8 @@ def feature_row(
         no_ticket_24h if no_ticket_24h > 0.0 else 0.0,
         pair_rarity,
         field_rarity,
-        -log((state.hours[hour] + PRIOR_EVENTS * role.hour_p[hour]) / denominator),
+        -log((state.hours[hour] + PRIOR_EVENTS * role.hour_p[hour]) / denominator)
+        - log((state.weekdays[weekday] + PRIOR_EVENTS * role.weekday_p[weekday]) / denominator),
         surprise,
         float(new_ip) + float(new_device),
         log(1.0 + denied_1h),

@@ -143,3 +143,36 @@ def test_role_rarities_passed_in_give_the_row_computed_without_them():
         assert feature_row(event, state, peers, surprise, rare, rarities) == feature_row(
             event, state, peers, surprise, rare
         )
+
+
+def test_time_novelty_counts_the_day_of_the_week_as_well_as_the_hour():
+    peers = _peers()  # the role's history: Monday 2026-01-05 09:00 only
+    role = peers.profile("customer_support")
+    state = None
+    for day in range(5, 10):  # Monday to Friday, 09:00, 20 accesses each
+        for i in range(20):
+            event = parse_event(event_bytes(i, timestamp=f"2026-01-{day:02d}T09:{i:02d}:00Z"))
+            state = state or new_state(event)
+            advance_windows(state, event)
+            absorb_into_baseline(state, event)
+
+    def novelty(timestamp):
+        event = parse_event(event_bytes(99, timestamp=timestamp))
+        surprise = access_surprise(event, state, role)
+        row = feature_row(event, state, peers, surprise, is_rare_access(event, role, surprise))
+        return dict(zip(FEATURE_NAMES, row, strict=True))["time_novelty"]
+
+    weekday, saturday, night = (
+        novelty("2026-01-13T09:30:00Z"),  # a Tuesday, the usual hour
+        novelty("2026-01-10T09:30:00Z"),  # a Saturday, the usual hour
+        novelty("2026-01-13T03:30:00Z"),  # a Tuesday, at night
+    )
+    assert weekday + 3.0 < saturday
+    assert weekday < night
+    # Saturday at 09:00: all 100 past accesses at that hour, none on that day of the week;
+    # each part shrunk to the role's mix with 20 pseudo-events.
+    n = 100 + PRIOR_EVENTS
+    expected = -math.log((100 + PRIOR_EVENTS * role.hour_p[9]) / n) - math.log(
+        PRIOR_EVENTS * role.weekday_p[5] / n
+    )
+    assert math.isclose(saturday, expected)
