@@ -170,9 +170,9 @@ class BatchProcessor:
         """
         for actor_id in list(states):
             stored = self.store.get(actor_id.encode())
-            try:  # readable before the failed attempt (else the actor would not be here)
+            try:  # as stored before the failed attempt
                 states[actor_id] = decode_stored_state(stored)[0]  # type: ignore[arg-type]
-            except Exception:  # new in this batch (nothing stored yet)
+            except Exception:  # nothing stored, or unreadable: the actor starts afresh
                 del states[actor_id]
         scored, alerts, kept, failed = [], [], [], []
         for event, message in zip(events, messages, strict=True):
