@@ -183,6 +183,12 @@ def processor() -> BatchProcessor:
     return _processor
 
 
+async def _score_and_store(messages: list) -> None:
+    """Score one batch; return once its alerts, dead letters and state are acknowledged."""
+    await processor().handle(messages)
+    await actor_state.acknowledged()
+
+
 @app.agent(events_topic)
 async def score_access_events(stream: faust.StreamT) -> None:
     """Score micro-batches of the events topic, emit alerts; offsets advance after state.
@@ -193,7 +199,7 @@ async def score_access_events(stream: faust.StreamT) -> None:
     """
     app.topics.add(stream.channel)
     consumer = app.consumer
-    batch_processor = processor()
+    processor()  # load the model before the first batch
     async for batches in app.intake.batches(
         settings.batch_max_events, settings.batch_max_ms / 1000
     ):
@@ -208,10 +214,7 @@ async def score_access_events(stream: faust.StreamT) -> None:
                 consumer.untrack(batch)
         if not current:
             continue
-        messages = [m for b in current for m in b.messages]
-        await batch_processor.handle(messages)
-        await actor_state.acknowledged()
-        consumer.ack_batches(current)
+        await consumer.process_then_ack(current, _score_and_store)
         metrics.actor_states.set(len(actor_state))
 
 

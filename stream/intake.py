@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,6 +133,27 @@ class BatchingConsumer(faust_aiokafka.Consumer):
     def untrack(self, batch: IntakeBatch) -> None:
         """Forget a batch that will be fetched again (not handed over, or stale)."""
         self._unacked_messages.discard(batch)
+
+    async def process_then_ack(
+        self,
+        batches: Sequence[IntakeBatch],
+        process: Callable[[list[ConsumedRecord]], Awaitable[object]],
+    ) -> None:
+        """Run ``process`` on the batches' records, then ack them.
+
+        If ``process`` raises, the batches are untracked before the error propagates: their
+        offsets stay uncommitted (they are read again from the committed offsets after the
+        next rebalance or restart, and replays are skipped), and the next rebalance does not
+        wait in ``Consumer.wait_empty`` for batches that a crashed agent will never ack (Faust
+        waits there without a time limit).
+        """
+        try:
+            await process([message for batch in batches for message in batch.messages])
+        except BaseException:
+            for batch in batches:
+                self.untrack(batch)
+            raise
+        self.ack_batches(batches)
 
     def ack_batches(self, batches: Sequence[IntakeBatch]) -> None:
         """Mark processed batches' offsets safe to commit: ``Consumer.ack``, in bulk."""

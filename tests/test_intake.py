@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from stream.intake import BatchIntake, IntakeBatch
 from stream.processing import RawMessage
 
@@ -108,3 +110,29 @@ def test_bulk_ack_keeps_the_same_books_as_fausts_per_message_ack():
     assert bulk._n_acked == per_message._n_acked == 5
     assert dict(bulk._acked) == dict(per_message._acked)
     assert dict(bulk._acked_index) == dict(per_message._acked_index)
+
+
+def test_a_batch_whose_processing_raises_is_untracked_not_acked():
+    from faust.types import TP
+
+    consumer = _bare_consumer()
+    tp = TP("events", 0)
+    ok, bad = _batch(0, 2), _batch(2, 2)
+    ok.offsets, bad.offsets = {tp: [0, 1]}, {tp: [2, 3]}
+    consumer._unacked_messages.update((ok, bad))
+    seen = []
+
+    async def process(messages):
+        seen.append([m.offset for m in messages])
+
+    async def failing(messages):
+        raise RuntimeError("alerts topic refused the batch")
+
+    asyncio.run(consumer.process_then_ack([ok], process))
+    assert seen == [[0, 1]] and ok.acked and list(consumer._acked[tp]) == [0, 1]
+    with pytest.raises(RuntimeError):
+        asyncio.run(consumer.process_then_ack([bad], failing))
+    # Not acked (read again from the committed offset), and no longer pending: the next
+    # rebalance must not wait for a batch that a crashed agent will never ack.
+    assert not bad.acked and bad not in consumer._unacked_messages
+    assert list(consumer._acked[tp]) == [0, 1]
