@@ -176,3 +176,30 @@ def test_time_novelty_counts_the_day_of_the_week_as_well_as_the_hour():
         PRIOR_EVENTS * role.weekday_p[5] / n
     )
     assert math.isclose(saturday, expected)
+
+    from models.explain import _describe
+
+    saturday_event = parse_event(event_bytes(99, timestamp="2026-01-10T09:30:00Z"))
+    _, _, text = _describe("time_novelty", saturday_event, state, role)
+    assert text == (
+        "at 09:00 UTC on a Saturday (of this actor's 100 past accesses, 100 at that hour and 0 on "
+        "that day of the week)"
+    )
+
+
+def test_every_feature_has_an_explanation():
+    """An alert's reasons describe any feature the forest credits; a feature without a
+    description would make the worker fail on the alert."""
+    from models.detector import observe
+    from models.explain import _describe
+
+    peers = _peers()
+    role = peers.profile("customer_support")
+    states = {}
+    for i in range(40):
+        observe(parse_event(event_bytes(i)), states, peers)
+    event = parse_event(event_bytes(100, action="export", fields=["email"], ticket_id=None))
+    state = observe(event, states, peers)[0]
+    for name in FEATURE_NAMES:
+        _, _, text = _describe(name, event, state, role)
+        assert text
