@@ -194,7 +194,8 @@ def role_surprise(event: AccessEvent, role: RoleProfile) -> float:
     ...                                 fields=("email",)), role), 4)
     2.0794
     """
-    return -math.log(role.pair_probability(event.pair)) + field_role_rarity(event, role)
+    pair_rarity, field_rarity = role_rarities(event, role)
+    return pair_rarity + field_rarity
 
 
 def field_role_rarity(event: AccessEvent, role: RoleProfile) -> float:

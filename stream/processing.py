@@ -133,6 +133,23 @@ class BatchProcessor:
         self.metrics.model_info.labels(version=detector.model.version).set(1)
         self.detector = detector
 
+    async def _dead_letter(
+        self, message: ConsumedRecord, problem: InvalidEvent, detected_at: str
+    ) -> object:
+        """Send ``message`` to the DLQ with its reason; return the delivery future."""
+        record = dead_letter_record(
+            message.value,
+            problem,
+            message.topic,
+            message.partition,
+            message.offset,
+            message.timestamp,
+            detected_at,
+        )
+        delivery = await self.send_dlq(message.key, record)
+        self.metrics.dead_lettered.labels(reason=problem.reason).inc()
+        return delivery
+
     def _decode_or_reset(self, actor_id: str, stored: bytes) -> tuple[ActorState | None, int, int]:
         """The stored state and its input position; ``(None, -1, -1)`` when the bytes cannot
         be read (written by a version with another state format, or damaged). The actor then
@@ -218,17 +235,7 @@ class BatchProcessor:
                 else InvalidEvent("not_json", "message has no value (tombstone)")
             )
             if isinstance(parsed, InvalidEvent):
-                record = dead_letter_record(
-                    message.value,
-                    parsed,
-                    message.topic,
-                    message.partition,
-                    message.offset,
-                    message.timestamp,
-                    detected_at,
-                )
-                pending.append(await self.send_dlq(message.key, record))
-                metrics.dead_lettered.labels(reason=parsed.reason).inc()
+                pending.append(await self._dead_letter(message, parsed, detected_at))
                 continue
             if message.key is not None and message.key != parsed.actor_id.encode():
                 metrics.key_mismatch.inc()
@@ -298,17 +305,7 @@ class BatchProcessor:
                 valid, valid_messages, states, detected_at
             )
             for message, problem in failed:
-                record = dead_letter_record(
-                    message.value,
-                    problem,
-                    message.topic,
-                    message.partition,
-                    message.offset,
-                    message.timestamp,
-                    detected_at,
-                )
-                pending.append(await self.send_dlq(message.key, record))
-                metrics.dead_lettered.labels(reason=problem.reason).inc()
+                pending.append(await self._dead_letter(message, problem, detected_at))
 
         for alert in outcome.alerts:
             payload = format_alert(alert, self.alert_format)
