@@ -10,7 +10,9 @@ import math
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Annotated
 
+import msgspec
 import orjson
 
 __all__ = [
@@ -145,6 +147,9 @@ def parse_event(raw: bytes) -> AccessEvent | InvalidEvent:
     """
     if len(raw) > MAX_MESSAGE_BYTES:
         return _bad("too_large", f"message is {len(raw)} bytes, limit {MAX_MESSAGE_BYTES}")
+    event = _quick_event(raw)
+    if event is not None:
+        return event
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -155,66 +160,66 @@ def parse_event(raw: bytes) -> AccessEvent | InvalidEvent:
         return _bad("not_json", str(exc)[:200])
     if not isinstance(doc, dict):
         return _bad("not_object", f"expected a JSON object, got {type(doc).__name__}")
-    event = _well_formed_event(doc)
-    if event is not None:
-        return event
     return _validated_event(doc)
 
 
-def _well_formed_event(doc: dict) -> AccessEvent | None:
-    """The event when every field is plainly valid, else None (then :func:`_validated_event`
-    decides and says why). Most events are well formed; checking them field by field without
-    the error paths costs half as much. It accepts a subset of what the full validation
-    accepts and builds the same event (``tests/test_events.py`` checks both)."""
-    get = doc.get
-    event_id, timestamp, actor_id = get("event_id"), get("timestamp"), get("actor_id")
-    action, resource_type = get("action"), get("resource_type")
-    for value in (event_id, timestamp, actor_id, action, resource_type):
-        if type(value) is not str or not 0 < len(value) <= MAX_ID_CHARS:
-            return None
-    actor_role, actor_team, resource_id = get("actor_role"), get("actor_team"), get("resource_id")
-    source_ip, device_id, outcome = get("source_ip"), get("device_id"), get("outcome")
-    ticket = get("ticket_id")
-    for value in (actor_role, actor_team, resource_id, source_ip, device_id, outcome, ticket):
-        if value is not None and (type(value) is not str or len(value) > MAX_ID_CHARS):
-            return None
-    record_count = get("record_count", 1)
-    if record_count is None:
-        record_count = 1
-    elif type(record_count) is not int or not 0 <= record_count <= MAX_RECORD_COUNT:
-        return None
-    fields = get("fields")
-    if not fields:
-        if fields is not None and type(fields) is not list:
-            return None
-        fields_tuple: tuple[str, ...] = ()
-    elif type(fields) is not list or len(fields) > MAX_FIELDS:
-        return None
-    else:
-        for item in fields:
-            if type(item) is not str or len(item) > MAX_FIELD_CHARS:
-                return None
-        fields_tuple = tuple(fields)
+# The contract's common case as a typed schema: msgspec decodes and checks a well-formed event
+# in one pass in C, about twice as fast as ``orjson.loads`` plus field-by-field checks in
+# Python, on the hot path of every event. It accepts a subset of what
+# :func:`_validated_event` accepts (no integral floats for ``record_count``, no error
+# reasons); anything it refuses takes the full validation, which says why.
+_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS)]
+_OptionalText = Annotated[str, msgspec.Meta(max_length=MAX_ID_CHARS)] | None
+_FieldName = Annotated[str, msgspec.Meta(max_length=MAX_FIELD_CHARS)]
+
+
+class _WellFormedEvent(msgspec.Struct, gc=False):
+    event_id: _Id
+    timestamp: _Id
+    actor_id: _Id
+    action: _Id
+    resource_type: _Id
+    actor_role: _OptionalText = None
+    actor_team: _OptionalText = None
+    resource_id: _OptionalText = None
+    record_count: Annotated[int, msgspec.Meta(ge=0, le=MAX_RECORD_COUNT)] | None = 1
+    fields: Annotated[tuple[_FieldName, ...], msgspec.Meta(max_length=MAX_FIELDS)] | None = None
+    ticket_id: _OptionalText = None
+    source_ip: _OptionalText = None
+    device_id: _OptionalText = None
+    outcome: _OptionalText = None
+
+
+_decode_well_formed = msgspec.json.Decoder(_WellFormedEvent).decode
+
+
+def _quick_event(raw: bytes) -> AccessEvent | None:
+    """The event when ``raw`` is a plainly valid event, else None (then
+    :func:`_validated_event` decides and says why). Builds the same event as the full
+    validation (``tests/test_events.py`` checks both). Fields outside the contract are skipped
+    unread, so a number beyond float range in such a field does not refuse the event."""
     try:
-        ts = parse_timestamp(timestamp)
-    except (ValueError, OverflowError):
+        wire = _decode_well_formed(raw)
+        ts = parse_timestamp(wire.timestamp)
+    except (msgspec.DecodeError, ValueError, OverflowError):
         return None
+    record_count = wire.record_count
     return AccessEvent(
-        event_id,
-        timestamp,
+        wire.event_id,
+        wire.timestamp,
         ts,
-        actor_id,
-        action,
-        resource_type,
-        actor_role or "unknown",
-        actor_team,
-        resource_id,
-        record_count,
-        fields_tuple,
-        ticket or None,
-        source_ip,
-        device_id,
-        outcome or "success",
+        wire.actor_id,
+        wire.action,
+        wire.resource_type,
+        wire.actor_role or "unknown",
+        wire.actor_team,
+        wire.resource_id,
+        1 if record_count is None else record_count,
+        wire.fields or (),
+        wire.ticket_id or None,
+        wire.source_ip,
+        wire.device_id,
+        wire.outcome or "success",
     )
 
 

@@ -102,10 +102,10 @@ EDGE_CASES = [
 
 @pytest.mark.parametrize("overrides", EDGE_CASES)
 def test_the_quick_path_builds_the_same_event_as_full_validation_or_defers(overrides):
-    from models.events import _validated_event, _well_formed_event
+    from models.events import _quick_event, _validated_event
 
     doc = event_dict(1, **overrides)
-    quick, full = _well_formed_event(doc), _validated_event(doc)
+    quick, full = _quick_event(orjson.dumps(doc)), _validated_event(doc)
     if quick is None:
         assert parse_event(orjson.dumps(doc)) == full
     else:
@@ -119,11 +119,41 @@ def test_the_quick_path_builds_the_same_event_as_full_validation_or_defers(overr
 
 
 def test_simulated_events_take_the_quick_path():
-    from models.events import _validated_event, _well_formed_event
+    from models.events import _quick_event, _validated_event
     from models.simulate import SimulationConfig, simulate
 
     docs = list(simulate(SimulationConfig(actors=20, days=2, seed=1)))[:2000]
     for doc in docs:
-        doc = orjson.loads(orjson.dumps(doc))
-        quick = _well_formed_event(doc)
-        assert quick is not None and quick == _validated_event(doc)
+        raw = orjson.dumps(doc)
+        quick = _quick_event(raw)
+        assert quick is not None and quick == _validated_event(orjson.loads(raw))
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [
+        ("é" * 256, True),
+        ("é" * 257, False),
+        ("\U0001f600" * 256, True),
+        ("\U0001f600" * 257, False),
+    ],
+)
+def test_length_limits_count_characters_not_bytes_on_both_paths(value, accepted):
+    from models.events import _quick_event
+
+    raw = event_bytes(actor_id=value)
+    assert (_quick_event(raw) is not None) is accepted
+    assert isinstance(parse_event(raw), AccessEvent) is accepted
+
+
+def test_a_field_outside_the_contract_is_skipped_unread():
+    raw = event_bytes()[:-1] + b', "note": 1e999, "huge": 123456789012345678901234567890}'
+    assert isinstance(parse_event(raw), AccessEvent)
+
+
+def test_duplicate_keys_take_the_last_value_on_both_paths():
+    raw = event_bytes()[:-1] + b', "actor_id": "second", "record_count": 2.0}'
+    event = parse_event(raw)  # the integral float takes the full validation
+    assert (event.actor_id, event.record_count) == ("second", 2)
+    quick = parse_event(event_bytes()[:-1] + b', "actor_id": "second"}')
+    assert quick.actor_id == "second"
