@@ -214,8 +214,33 @@ async def score_access_events(stream: faust.StreamT) -> None:
                 consumer.untrack(batch)
         if not current:
             continue
-        await consumer.process_then_ack(current, _score_and_store)
+        try:
+            await consumer.process_then_ack(current, _score_and_store)
+        except Exception as exc:
+            await _stop_worker(exc, sum(len(batch.messages) for batch in current))
+            return
         metrics.actor_states.set(len(actor_state))
+
+
+async def _stop_worker(exc: Exception, events: int) -> None:
+    """Stop the worker after a batch whose alerts, dead letters or state could not be stored.
+
+    Scoring errors never get here (they go to the DLQ, see ``stream/processing.py``); this is
+    the broker refusing deliveries after the producer's own retries. Going on with the next
+    batch would leave a hole: the failed batch's offsets stay uncommitted, but its actors'
+    later events would be stored first, and a restart would then skip the failed events as
+    replays. Stopping keeps every event: a restarted worker reads the batch again from the
+    last committed offsets (duplicates of alerts already sent carry the same ``alert_id``).
+    """
+    log.critical(
+        "insiderwatch worker: could not deliver the results of a batch of %d events "
+        "(%s: %s); stopping so that no event is skipped: a restarted worker reads them "
+        "again from the last committed offsets",
+        events,
+        type(exc).__name__,
+        exc,
+    )
+    await app.crash(exc)
 
 
 @app.timer(interval=5.0)

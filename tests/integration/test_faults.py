@@ -195,3 +195,56 @@ def test_worker_resumes_after_a_broker_restart(kafka_broker, small_model, tmp_pa
         assert worker.process.poll() is None
     finally:
         deployment.stop()
+
+
+def _set_topic_config(deployment: Deployment, topic: str, configs: dict[str, str]) -> None:
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    from stream.topics import admin_client
+
+    admin = admin_client(deployment.settings)
+    try:
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs=configs)])
+    finally:
+        admin.close()
+
+
+def test_undeliverable_alerts_stop_the_worker_and_a_restart_loses_nothing(
+    kafka_broker, small_model, tmp_path, report
+):
+    """The alerts topic refuses every alert (records larger than it accepts). The worker must
+    not skip the batch and go on: it stops with one sentence and a non-zero exit, its offsets
+    stay before the batch, and once the topic is fixed a new worker delivers everything."""
+    deployment = Deployment(kafka_broker.bootstrap, small_model, tmp_path, scores_topic=True)
+    alerts = deployment.settings.topic_alerts
+    try:
+        _set_topic_config(deployment, alerts, {"max.message.bytes": "256"})
+        values = _workload()
+        positions = deployment.produce(values)
+        first = deployment.start_worker()
+        try:
+            code = first.process.wait(timeout=180)
+        except Exception:
+            code = None
+        log_text = first.log_path.read_text()
+        report(f"\n[undeliverable] first worker exit code {code}")
+        assert code not in (None, 0), f"the worker should stop, log: {log_text[-3000:]}"
+        assert "could not deliver" in log_text, log_text[-3000:]
+        assert deployment.uncommitted() > 0
+        assert deployment.read_topic(alerts) == []
+
+        _set_topic_config(deployment, alerts, {"max.message.bytes": "1048588"})
+        second = deployment.start_worker()
+        second.wait_ready()
+        _verify_nothing_lost(
+            deployment,
+            values,
+            positions,
+            small_model,
+            "undeliverable",
+            second,
+            time.monotonic(),
+            report,
+        )
+    finally:
+        deployment.stop()
