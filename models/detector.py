@@ -239,7 +239,8 @@ class Detector:
         model = self.model
         role = model.peers.profile(event.actor_role)
         warming_up = state.hist_n < MATURE_EVENTS or state.active_days < WARMUP_ACTIVE_DAYS
-        typical = model.manifest.get("feature_medians")
+        # Older models have medians only: a weaker bar (half of normal traffic is above it).
+        typical = model.manifest.get("feature_p95") or model.manifest.get("feature_medians")
         reasons = explain(
             event,
             state,

@@ -230,15 +230,17 @@ def explain(
 ) -> list[Reason]:
     """Top ``top_k`` features by attribution above their training mean, phrased.
 
-    Every feature is "higher = more unusual"; a feature whose value is not above its
-    training median (``typical``) did not make this event unusual, even if the forest split
-    on it along the way, so it is not reported (unless nothing else is).
+    Every feature is "higher = more unusual". A feature whose value is not above what is
+    common in training (``typical``: the 95th percentile of each feature over the training
+    events) did not make this event unusual, even if the forest split on it along the way
+    ("search on seller_account is 12% of the role's accesses" explains nothing), so it is
+    not reported, unless no feature is above it; then the top features by attribution are.
     """
     excess = np.asarray(attribution) - np.asarray(attribution_baseline)
     order = [int(i) for i in np.argsort(-excess, kind="stable")]
     if features is not None and typical is not None:
         unusual = [i for i in order if features[i] > typical[i]]
-        order = unusual + [i for i in order if i not in unusual]
+        order = unusual or order
     reasons: list[Reason] = []
     seen_texts: set[str] = set()
     for index in order:

@@ -241,6 +241,8 @@ def train_model(
         "sustained": {"reference": reference, "limit": cusum_limit, "tau_s": CUSUM_TAU_S},
         "severity_thresholds": severity,
         "feature_medians": [float(v) for v in np.median(x, axis=0)],
+        # An alert's reasons are the features above this (see models/explain.py).
+        "feature_p95": [float(v) for v in np.quantile(x, 0.95, axis=0)],
         "score_quantiles": {str(q): float(np.quantile(train_scores, q)) for q in SCORE_QUANTILES},
         "incident": {"gap_s": incident.gap_s, "max_duration_s": incident.max_duration_s},
         "forest": {

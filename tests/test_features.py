@@ -203,3 +203,37 @@ def test_every_feature_has_an_explanation():
     for name in FEATURE_NAMES:
         _, _, text = _describe(name, event, state, role)
         assert text
+
+
+def test_reasons_are_only_features_above_what_is_common_in_training():
+    """The forest may credit a feature whose value is ordinary (it split on it on the way);
+    an analyst must not read that as a reason. Only features above their training 95th
+    percentile are reasons, unless none is."""
+    import numpy as np
+
+    from models.detector import observe
+    from models.explain import explain
+
+    peers = _peers()
+    role = peers.profile("customer_support")
+    states = {}
+    for i in range(40):
+        observe(parse_event(event_bytes(i)), states, peers)
+    event = parse_event(event_bytes(100, action="export", fields=["email"], ticket_id=None))
+    state, _, _, row = observe(event, states, peers)
+    features = np.asarray(row)
+    n = len(FEATURE_NAMES)
+    records, rarity = (
+        FEATURE_NAMES.index("records_vs_role"),
+        FEATURE_NAMES.index("access_role_rarity"),
+    )
+    attribution = np.full(n, 0.01)
+    attribution[rarity] = 0.5  # the forest's top credit goes to an ordinary value
+    attribution[records] = 0.2
+    common = features + 1.0  # every value is below what is common ...
+    common[records] = features[records] - 1.0  # ... except the records
+    reasons = explain(event, state, role, attribution, np.zeros(n), features, common)
+    assert [r.feature for r in reasons] == ["records_vs_role"]
+    # Nothing above the bar: the top credited features are still phrased.
+    reasons = explain(event, state, role, attribution, np.zeros(n), features, features + 1.0)
+    assert [r.feature for r in reasons][:2] == ["access_role_rarity", "records_vs_role"]
