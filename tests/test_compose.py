@@ -52,3 +52,8 @@ def test_worker_health_is_its_ready_endpoint_on_its_web_port():
     probe = " ".join(worker["healthcheck"]["test"])
     assert f"http://127.0.0.1:{port}/ready" in probe
     assert f"127.0.0.1:{port}:{port}" in worker["ports"]
+
+
+def test_the_worker_is_restarted_after_it_stops_on_a_delivery_failure():
+    # stream/app.py stops the worker (exit 1) instead of skipping a batch it cannot deliver.
+    assert _compose()["services"]["worker"]["restart"] == "on-failure"
