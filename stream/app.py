@@ -239,6 +239,7 @@ async def _stop_worker(exc: Exception, events: int) -> None:
         events,
         type(exc).__name__,
         exc,
+        exc_info=exc,  # the traceback, in case it is a bug rather than the broker
     )
     await app.crash(exc)
 
