@@ -24,7 +24,9 @@ def bench_broker(port: int) -> Iterator:
     broker = LocalKafka(
         REPO / ".local" / "bench-kafka", port=port, controller_port=port + 1, heap_mb=1024
     )
-    print(f"broker: {broker.start()}")
+    # Empty data for every run: topics of earlier runs (29 GB after a few sessions) made the
+    # broker busier (log cleaner, thousands of partitions) and the figures drift.
+    print(f"broker: {broker.start(fresh=True)}")
     try:
         yield broker
     finally:

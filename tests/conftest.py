@@ -54,7 +54,7 @@ def kafka_broker(request):
         REPO / ".local" / "test-kafka", port=port, controller_port=port + 1, heap_mb=512
     )
     try:
-        message = broker.start(timeout_s=120)
+        message = broker.start(timeout_s=120, fresh=True)  # every test's topics are its own
     except BrokerError as exc:
         pytest.fail(f"the local Kafka broker could not start: {exc}", pytrace=False)
     _terminal_line(request.config, f"\n[kafka] {message}; Apache Kafka version {broker.version()}")
