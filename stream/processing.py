@@ -50,6 +50,16 @@ def decode_stored_state(data: bytes) -> tuple[ActorState, int, int]:
     return state_from_bytes(data[_POSITION.size :]), partition, offset
 
 
+def _parse_or_explain(raw: bytes) -> AccessEvent | InvalidEvent:
+    """:func:`parse_event`, and if it raises (a bug: it returns a reason for any bad input),
+    reason ``processing_error``: one event goes to the DLQ instead of every restart of the
+    worker stopping on the same message."""
+    try:
+        return parse_event(raw)
+    except Exception as exc:
+        return InvalidEvent("processing_error", f"{type(exc).__name__}: {exc}"[:200])
+
+
 class ConsumedRecord(Protocol):
     """What the processor reads of a consumed Kafka record. aiokafka's ``ConsumerRecord``
     has this shape, so the worker's intake hands those over as they are (no copy per record);
@@ -230,7 +240,7 @@ class BatchProcessor:
                 continue
             seen.add(position)
             parsed = (
-                parse_event(message.value)
+                _parse_or_explain(message.value)
                 if message.value is not None
                 else InvalidEvent("not_json", "message has no value (tombstone)")
             )

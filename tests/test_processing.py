@@ -172,3 +172,23 @@ def test_an_unreadable_stored_state_restarts_the_actor_instead_of_stopping(small
         decode_stored_state(store.data[b"alice"])[0]
         == decode_stored_state(fresh_store.data[b"alice"])[0]
     )
+
+
+def test_an_event_that_makes_the_parser_raise_is_dead_lettered(small_model, monkeypatch):
+    import stream.processing
+    from models.events import parse_event
+
+    def buggy_parse(raw):
+        if b"poison" in raw:
+            raise RuntimeError("parser bug")
+        return parse_event(raw)
+
+    monkeypatch.setattr(stream.processing, "parse_event", buggy_parse)
+    processor, sent = _processor(small_model, DictStore())
+    batch = [_message(0, "alice", "a0", 0), _message(1, "alice", "poison", 1)]
+    batch.append(_message(2, "alice", "a1", 2))
+    asyncio.run(processor.handle(batch))
+    assert processor.metrics.scored._value.get() == 2
+    dead = [orjson.loads(record) for record in sent["dlq"]]
+    assert [(d["reason"], d["source"]["offset"]) for d in dead] == [("processing_error", 1)]
+    assert "RuntimeError: parser bug" in dead[0]["detail"]
