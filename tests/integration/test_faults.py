@@ -3,6 +3,7 @@ the state was restored from the changelog, and the alerts equal offline ``score`
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import orjson
@@ -224,7 +225,7 @@ def test_undeliverable_alerts_stop_the_worker_and_a_restart_loses_nothing(
         first = deployment.start_worker()
         try:
             code = first.process.wait(timeout=180)
-        except Exception:
+        except subprocess.TimeoutExpired:
             code = None
         log_text = first.log_path.read_text()
         report(f"\n[undeliverable] first worker exit code {code}")
