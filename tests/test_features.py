@@ -187,19 +187,26 @@ def test_time_novelty_counts_the_day_of_the_week_as_well_as_the_hour():
     )
 
 
-def test_every_feature_has_an_explanation():
-    """An alert's reasons describe any feature the forest credits; a feature without a
-    description would make the worker fail on the alert."""
+def _export_after_history():
+    """``(role, event, state, feature row)``: an export without a ticket, returning an email,
+    by an actor with 40 ordinary accesses before it."""
     from models.detector import observe
-    from models.explain import _describe
 
     peers = _peers()
-    role = peers.profile("customer_support")
     states = {}
     for i in range(40):
         observe(parse_event(event_bytes(i)), states, peers)
     event = parse_event(event_bytes(100, action="export", fields=["email"], ticket_id=None))
-    state = observe(event, states, peers)[0]
+    state, _, _, row = observe(event, states, peers)
+    return peers.profile(event.actor_role), event, state, row
+
+
+def test_every_feature_has_an_explanation():
+    """An alert's reasons describe any feature the forest credits; a feature without a
+    description would make the worker fail on the alert."""
+    from models.explain import _describe
+
+    role, event, state, _ = _export_after_history()
     for name in FEATURE_NAMES:
         _, _, text = _describe(name, event, state, role)
         assert text
@@ -211,16 +218,9 @@ def test_reasons_are_only_features_above_what_is_common_in_training():
     percentile are reasons, unless none is."""
     import numpy as np
 
-    from models.detector import observe
     from models.explain import explain
 
-    peers = _peers()
-    role = peers.profile("customer_support")
-    states = {}
-    for i in range(40):
-        observe(parse_event(event_bytes(i)), states, peers)
-    event = parse_event(event_bytes(100, action="export", fields=["email"], ticket_id=None))
-    state, _, _, row = observe(event, states, peers)
+    role, event, state, row = _export_after_history()
     features = np.asarray(row)
     n = len(FEATURE_NAMES)
     records, rarity = (
