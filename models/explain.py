@@ -58,6 +58,10 @@ class Reason:
         }
 
 
+# "without a ticket" is said of an access only when the actor's share of accesses without one
+# (shrunk to the role's) is below this.
+NO_TICKET_NEWS_BELOW = 0.5
+
 _WINDOW_COUNTS = frozenset(
     {
         "events_10m_vs_actor",
@@ -163,12 +167,20 @@ def _describe(
         )
     if name == "access_surprise":
         surprise = access_surprise(event, state, role)
-        ticket = "with" if event.ticket_id else "without"
         fields = f" returning {', '.join(event.fields)}" if event.fields else ""
+        if event.ticket_id:
+            ticket = " with a ticket"
+        else:
+            # A missing ticket is news only where tickets are the rule: in a feed that has no
+            # tickets (or for an actor who mostly works without), saying so explains nothing.
+            share = (state.no_ticket_n + PRIOR_EVENTS * role.no_ticket_share) / (
+                hist_n + PRIOR_EVENTS
+            )
+            ticket = " without a ticket" if share < NO_TICKET_NEWS_BELOW else ""
         return (
             surprise,
             0.0,
-            f"{what}{fields} {ticket} a ticket: about 1 in {math.exp(surprise):,.0f} "
+            f"{what}{fields}{ticket}: about 1 in {math.exp(surprise):,.0f} "
             "of this actor's accesses look like this",
         )
     if name == "no_ticket_24h_vs_actor":

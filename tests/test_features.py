@@ -237,3 +237,27 @@ def test_reasons_are_only_features_above_what_is_common_in_training():
     # Nothing above the bar: the top credited features are still phrased.
     reasons = explain(event, state, role, attribution, np.zeros(n), features, features + 1.0)
     assert [r.feature for r in reasons][:2] == ["access_role_rarity", "records_vs_role"]
+
+
+def test_missing_ticket_is_mentioned_only_where_tickets_are_the_rule():
+    """In a feed without tickets (or for an actor who mostly works without), "without a
+    ticket" explains nothing; where tickets are usual, it is part of the reason."""
+    from models.explain import _describe
+    from models.peers import build_peer_baseline
+
+    def surprise_text(ticketed_history: bool) -> str:
+        history = [
+            parse_event(event_bytes(i, ticket_id="T-1" if ticketed_history else None))
+            for i in range(40)
+        ]
+        peers = build_peer_baseline(history)
+        state = new_state(history[0])
+        for event in history:
+            advance_windows(state, event)
+            absorb_into_baseline(state, event)
+        odd = parse_event(event_bytes(100, action="export", ticket_id=None))
+        return _describe("access_surprise", odd, state, peers.profile(odd.actor_role))[2]
+
+    assert surprise_text(ticketed_history=True).startswith("export on ")
+    assert " without a ticket: about 1 in " in surprise_text(ticketed_history=True)
+    assert "ticket" not in surprise_text(ticketed_history=False)
