@@ -107,6 +107,10 @@ def _describe(
         typical_day(state, role.median_day_records, state.ewma_day_records) / WORKING_HOURS_PER_DAY
     )
     hist_n = state.hist_n
+    # The actor's share of accesses without a ticket, shrunk to the role's (as the features).
+    no_ticket_share = (state.no_ticket_n + PRIOR_EVENTS * role.no_ticket_share) / (
+        hist_n + PRIOR_EVENTS
+    )
     events_1h = _w(state, 1, W_EVENTS)
     what = f"{event.action} on {event.resource_type}"
     if name == "records_vs_role":
@@ -146,7 +150,7 @@ def _describe(
         )
     if name == "no_ticket_1h_vs_actor":
         value = _w(state, 1, W_NO_TICKET)
-        share = (state.no_ticket_n + PRIOR_EVENTS * role.no_ticket_share) / (hist_n + PRIOR_EVENTS)
+        share = no_ticket_share
         return (
             value,
             events_1h * share,
@@ -173,10 +177,7 @@ def _describe(
         else:
             # A missing ticket is news only where tickets are the rule: in a feed that has no
             # tickets (or for an actor who mostly works without), saying so explains nothing.
-            share = (state.no_ticket_n + PRIOR_EVENTS * role.no_ticket_share) / (
-                hist_n + PRIOR_EVENTS
-            )
-            ticket = " without a ticket" if share < NO_TICKET_NEWS_BELOW else ""
+            ticket = " without a ticket" if no_ticket_share < NO_TICKET_NEWS_BELOW else ""
         return (
             surprise,
             0.0,
@@ -185,7 +186,7 @@ def _describe(
         )
     if name == "no_ticket_24h_vs_actor":
         value = _w(state, 2, W_NO_TICKET)
-        share = (state.no_ticket_n + PRIOR_EVENTS * role.no_ticket_share) / (hist_n + PRIOR_EVENTS)
+        share = no_ticket_share
         return (
             value,
             day_typ * share,
