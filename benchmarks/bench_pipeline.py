@@ -3,7 +3,9 @@
 1. Pre-fills a 6-partition topic with >= 500k simulated events (realistic actor mix).
 2. Ceiling: a plain aiokafka consumer reads the whole topic (same run, same broker).
 3. One insiderwatch worker consumes the same topic end to end (decode, state, features,
-   score, alerts, changelog); events/s from its own metrics, and its RSS.
+   score, alerts, changelog); events/s from its own metrics, and its RSS. Then the same
+   worker with detection taken out (``floor_worker.py``) on the same topic: the floor of the
+   architecture (intake, parsing, state store, Faust), which no detector can beat.
 4. Latency: a fresh worker fed at a fixed 2,000 events/s with 1% injected obvious anomalies;
    event-to-alert latency = broker timestamp of the alert - producer timestamp of the event.
 
@@ -47,17 +49,20 @@ WORK = REPO / ".local" / "bench"
 WARMUP_S = 5.0
 
 
-def _settings(broker: str, tag: str, model_dir: Path) -> Settings:
+def _settings(broker: str, tag: str, model_dir: Path, app_tag: str | None = None) -> Settings:
+    """Settings of a worker on the ``tag`` topics; ``app_tag`` gives it its own consumer
+    group and state (another worker reading the same topic from the start)."""
+    app_tag = app_tag or tag
     return Settings.load(
         {
             "broker": broker,
             "topic.events": f"bench-events-{tag}",
             "topic.alerts": f"bench-alerts-{tag}",
             "topic.dlq": f"bench-dlq-{tag}",
-            "app.id": f"bench-{tag}",
+            "app.id": f"bench-{app_tag}",
             "model.dir": str(model_dir),
             "web.port": 6091,
-            "data.dir": str(WORK / f"data-{tag}"),
+            "data.dir": str(WORK / f"data-{app_tag}"),
         },
         environ={},
     )
@@ -140,18 +145,51 @@ def _metric(port: int, name: str) -> float:
     return total
 
 
-def _start_worker(settings: Settings, log_name: str) -> subprocess.Popen:
+WORKER = [sys.executable, "-m", "stream.cli", "worker"]
+# The same worker with detection taken out (benchmarks/floor_worker.py).
+FLOOR_WORKER = [sys.executable, str(REPO / "benchmarks" / "floor_worker.py"), "worker"]
+
+
+def _start_worker(
+    settings: Settings, log_name: str, command: list[str] = WORKER
+) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("INSIDERWATCH_")}
     env.update(settings.as_env())
     log = open(WORK / log_name, "wb")  # noqa: SIM115
     return subprocess.Popen(
-        [sys.executable, "-m", "stream.cli", "worker"],
+        command,
         env=env,
         cwd=REPO,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+
+
+def _run_worker(
+    settings: Settings, log_name: str, expected: int, command: list[str], profile: str = ""
+) -> tuple[float, float, float, float]:
+    """Run a worker over the pre-filled topic: ``(events/s, CPU us per event, peak RSS MB,
+    actors in state)``."""
+    worker = _start_worker(settings, log_name, command)
+    profiler = None
+    try:
+        _wait_ready(6091)
+        start, cpu_start = time.perf_counter(), _process_cpu_s(worker.pid)
+        peak_rss = 0.0
+        profiler = _start_profiler(worker.pid, profile) if profile else None
+        while _metric(6091, "insiderwatch_events_consumed_total") < expected:
+            time.sleep(0.5)
+            peak_rss = max(peak_rss, _rss_mb(worker.pid))
+        elapsed = time.perf_counter() - start
+        cpu_us = (_process_cpu_s(worker.pid) - cpu_start) / expected * 1e6
+        actors = _metric(6091, "insiderwatch_actor_states")
+    finally:
+        _stop(worker)
+    if profiler is not None:
+        profiler.wait(timeout=60)
+        print(f"profile of the worker (py-spy, collapsed stacks): {profile}")
+    return expected / elapsed, cpu_us, peak_rss, actors
 
 
 def _wait_ready(port: int, timeout_s: float = 120) -> None:
@@ -267,28 +305,23 @@ def _measure(args: argparse.Namespace, broker: LocalKafka) -> None:
     raw_rate, raw_cpu_us = asyncio.run(_raw_consume(settings, len(values)))
     print(f"plain aiokafka consumer: {raw_rate:,.0f} events/s, {raw_cpu_us:.1f} CPU us/event")
 
-    worker = _start_worker(settings, f"worker-{tag}.log")
-    profiler = None
-    try:
-        _wait_ready(6091)
-        start, cpu_start = time.perf_counter(), _process_cpu_s(worker.pid)
-        peak_rss = 0.0
-        profiler = _start_profiler(worker.pid, args.profile) if args.profile else None
-        while _metric(6091, "insiderwatch_events_consumed_total") < len(values):
-            time.sleep(0.5)
-            peak_rss = max(peak_rss, _rss_mb(worker.pid))
-        elapsed = time.perf_counter() - start
-        worker_cpu_us = (_process_cpu_s(worker.pid) - cpu_start) / len(values) * 1e6
-        worker_rate = len(values) / elapsed
-        actors = _metric(6091, "insiderwatch_actor_states")
-    finally:
-        _stop(worker)
-    if profiler is not None:
-        profiler.wait(timeout=60)
-        print(f"profile of the worker (py-spy, collapsed stacks): {args.profile}")
+    worker_rate, worker_cpu_us, peak_rss, actors = _run_worker(
+        settings, f"worker-{tag}.log", len(values), WORKER, args.profile
+    )
     print(
         f"insiderwatch worker: {worker_rate:,.0f} events/s end to end, "
         f"{worker_cpu_us:.1f} CPU us/event, peak RSS {peak_rss:.0f} MB"
+    )
+    floor_rate, floor_cpu_us, _, _ = _run_worker(
+        _settings(broker.bootstrap, tag, model_dir, app_tag=f"floor-{tag}"),
+        f"floor-{tag}.log",
+        len(values),
+        FLOOR_WORKER,
+        f"{args.profile}.floor" if args.profile else "",
+    )
+    print(
+        f"the same worker with detection taken out: {floor_rate:,.0f} events/s, "
+        f"{floor_cpu_us:.1f} CPU us/event"
     )
     raw_rate_after, raw_cpu_after = asyncio.run(_raw_consume(settings, len(values)))
     print(f"plain aiokafka consumer again: {raw_rate_after:,.0f} events/s")
@@ -374,6 +407,12 @@ def _measure(args: argparse.Namespace, broker: LocalKafka) -> None:
             f"raw = {raw_cpu_us / worker_cpu_us:.0%} of the worker's CPU cost per event",
         ],
         [
+            "same worker, detection taken out (floor)",
+            f"{floor_rate:,.0f} ev/s",
+            f"{floor_rate / raw_rate:.0%} of ceiling, {floor_cpu_us:.1f} CPU us/event: "
+            "no detector can do better here",
+        ],
+        [
             "Faust take_events agent doing nothing",
             f"{noop_rate:,.0f} ev/s" if noop_rate else "-",
             f"{noop_rate / raw_rate:.0%} of ceiling (Faust's per-event path)" if noop_rate else "",
@@ -405,6 +444,9 @@ def _measure(args: argparse.Namespace, broker: LocalKafka) -> None:
             "worker_events_per_s": worker_rate,
             "ratio_to_raw": worker_rate / raw_rate,
             "faust_noop_take_events_per_s": noop_rate,
+            "floor_worker_events_per_s": floor_rate,
+            "floor_worker_cpu_us_per_event": floor_cpu_us,
+            "floor_ratio_to_raw": floor_rate / raw_rate,
             "worker_peak_rss_mb": peak_rss,
             "latency_ms": {
                 "p50": float(np.percentile(lat, 50)),
@@ -429,7 +471,9 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=30.0)
     parser.add_argument("--port", type=int, default=29092)
     parser.add_argument(
-        "--profile", metavar="PATH", help="py-spy the worker's throughput phase into PATH"
+        "--profile",
+        metavar="PATH",
+        help="py-spy the worker's throughput phase into PATH (and the floor worker's into PATH.floor)",
     )
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
