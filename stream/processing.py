@@ -60,6 +60,17 @@ def _parse_or_explain(raw: bytes) -> AccessEvent | InvalidEvent:
         return InvalidEvent("processing_error", f"{type(exc).__name__}: {exc}"[:200])
 
 
+def _message_of(event_id: str, outcome: BatchOutcome, messages: Sequence) -> ConsumedRecord:
+    """The consumed record of the scored event ``event_id`` (the last one, if repeated)."""
+    found = None
+    for verdict, message in zip(outcome.scored, messages, strict=True):
+        if verdict.event.event_id == event_id:
+            found = message
+    if found is None:
+        raise LookupError(f"no scored event {event_id!r} in this batch")
+    return found
+
+
 class ConsumedRecord(Protocol):
     """What the processor reads of a consumed Kafka record. aiokafka's ``ConsumerRecord``
     has this shape, so the worker's intake hands those over as they are (no copy per record);
@@ -317,9 +328,29 @@ class BatchProcessor:
             for message, problem in failed:
                 pending.append(await self._dead_letter(message, problem, detected_at))
 
+        unformattable = 0
         for alert in outcome.alerts:
-            payload = format_alert(alert, self.alert_format)
-            pending.append(await self.send_alert(alert["actor_id"].encode(), orjson.dumps(payload)))
+            try:
+                payload = orjson.dumps(format_alert(alert, self.alert_format))
+            except Exception as exc:  # a bug in rendering our own alert, not bad input
+                unformattable += 1
+                if unformattable == 1:
+                    log.exception(
+                        "insiderwatch worker: alert %s could not be rendered as %r; its event "
+                        "goes to the DLQ (processing_error) and the worker goes on",
+                        alert.get("alert_id"),
+                        self.alert_format,
+                    )
+                message = _message_of(alert["event_id"], outcome, valid_messages)
+                problem = InvalidEvent(
+                    "processing_error",
+                    f"alert {alert.get('alert_id')} ({alert.get('severity')}, "
+                    f"{alert.get('status')}) could not be rendered as {self.alert_format}: "
+                    f"{type(exc).__name__}: {exc}"[:400],
+                )
+                pending.append(await self._dead_letter(message, problem, detected_at))
+                continue
+            pending.append(await self.send_alert(alert["actor_id"].encode(), payload))
             metrics.alerts.labels(severity=alert["severity"], status=alert["status"]).inc()
         if self.send_score is not None:
             for verdict, message in zip(outcome.scored, valid_messages, strict=True):

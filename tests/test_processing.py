@@ -192,3 +192,51 @@ def test_an_event_that_makes_the_parser_raise_is_dead_lettered(small_model, monk
     dead = [orjson.loads(record) for record in sent["dlq"]]
     assert [(d["reason"], d["source"]["offset"]) for d in dead] == [("processing_error", 1)]
     assert "RuntimeError: parser bug" in dead[0]["detail"]
+
+
+def test_an_alert_that_cannot_be_rendered_sends_its_event_to_the_dlq(small_model, monkeypatch):
+    """A bug in rendering one alert must not stop the worker (which would stop on the same
+    batch after every restart): the alert's event goes to the DLQ with the alert id, the
+    other alerts of the batch are sent, and every event is still scored."""
+    import stream.processing
+    from stream.formats import format_alert
+
+    def buggy_format(alert, alert_format):
+        if alert["status"] == "new":
+            raise KeyError("finding_info")
+        return format_alert(alert, alert_format)
+
+    monkeypatch.setattr(stream.processing, "format_alert", buggy_format)
+    processor, sent = _processor(small_model, DictStore())
+    processor.alert_format = "ocsf"
+    burst = [
+        RawMessage(
+            b"mallory",
+            event_bytes(
+                i,
+                actor_id="mallory",
+                event_id=f"m{i}",
+                timestamp=f"2026-01-20T03:{i // 60:02d}:{i % 60:02d}Z",
+                action="export",
+                resource_type="customer_contact",
+                record_count=50_000 * (i + 1),
+                fields=["email"],
+                ticket_id=None,
+            ),
+            "access-events",
+            0,
+            i,
+            1767603600000,
+        )
+        for i in range(120)
+    ]
+    asyncio.run(processor.handle(burst))
+
+    assert processor.metrics.scored._value.get() == 120
+    dead = [orjson.loads(record) for record in sent["dlq"]]
+    assert len(dead) == 1 and dead[0]["reason"] == "processing_error"
+    assert ", new) could not be rendered as ocsf: KeyError" in dead[0]["detail"]
+    assert orjson.loads(dead[0]["raw"])["event_id"] == f"m{dead[0]['source']['offset']}"
+    updates = [orjson.loads(record) for record in sent["alerts"]]
+    assert updates, "the incident's later updates are still sent"
+    assert all(u["class_uid"] == 2004 for u in updates)
