@@ -465,6 +465,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from models.evaluate import EvaluationConfig, run_evaluation
     from stream.progress import progress
 
+    if args.trees < 1:
+        raise UserError(f"--trees must be at least 1, got {args.trees}")
+
     report = run_evaluation(
         EvaluationConfig(
             actors=args.actors,
@@ -472,6 +475,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             scored_days=args.scored_days,
             seed=args.seed,
             alert_budget=args.alert_budget,
+            trees=args.trees,
+            forest_seed=args.forest_seed,
             out_dir=args.out_dir,
         ),
         progress=progress,
@@ -627,6 +632,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scored-days", type=int, default=7)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--alert-budget", type=float, default=DEFAULT_ALERT_BUDGET)
+    p.add_argument("--trees", type=int, default=100, help="isolation-forest trees")
+    p.add_argument(
+        "--forest-seed",
+        type=int,
+        default=None,
+        help="the forest's random seed (default: --seed); change it alone to see what a "
+        "retrain on the same data changes",
+    )
     p.add_argument("--out-dir", default=".local/evaluate")
     p.set_defaults(func=cmd_evaluate)
 

@@ -38,6 +38,7 @@ def run_cli(*args, env=None):
             {},
             "--workers must be at least 1",
         ),
+        (["evaluate", "--trees", "0"], {}, "--trees must be at least 1"),
         (["topics", "create", "--broker", "127.0.0.1:1"], {}, "no Kafka broker answers"),
         (["tail", "--broker", "127.0.0.1:1"], {}, "no Kafka broker answers"),
         (["replay", "pyproject.toml", "--broker", "127.0.0.1:1"], {}, "no Kafka broker answers"),
