@@ -18,7 +18,9 @@ import orjson
 __all__ = [
     "AccessEvent",
     "InvalidEvent",
+    "MAX_AHEAD_OF_RECORD_S",
     "MAX_MESSAGE_BYTES",
+    "ahead_of_record",
     "pair_key",
     "parse_event",
     "parse_timestamp",
@@ -33,6 +35,12 @@ MAX_RECORD_COUNT = 1_000_000_000
 # Plausible event-time range; a year-1 or year-9999 timestamp is a producer bug, not an access.
 MIN_EPOCH_S = 946_684_800.0  # 2000-01-01T00:00:00Z
 MAX_EPOCH_S = 4_102_444_800.0  # 2100-01-01T00:00:00Z
+# An access is logged after it happens, so its event time cannot be much later than the Kafka
+# record that carries it. One event from the future (a producer clock hours ahead) would move
+# its actor's window clock, and every later event of that actor would be "late" and leave the
+# windows frozen until real time caught up: a blind spot. Tolerance: the lateness bound
+# (models.state.LATENESS_S), within which the windows still take events in.
+MAX_AHEAD_OF_RECORD_S = 3600.0
 
 _REQUIRED_STRINGS = ("event_id", "timestamp", "actor_id", "action", "resource_type")
 _OPTIONAL_STRINGS = (
@@ -128,6 +136,31 @@ def parse_timestamp(value: str) -> float:
     if not MIN_EPOCH_S <= epoch_s < MAX_EPOCH_S:
         raise ValueError("timestamp outside 2000..2100")
     return epoch_s
+
+
+def ahead_of_record(event: AccessEvent, record_timestamp_ms: int | None) -> InvalidEvent | None:
+    """Why ``event`` cannot be scored if its time is more than :data:`MAX_AHEAD_OF_RECORD_S`
+    after the timestamp of the Kafka record carrying it, else None (also when the record has
+    no timestamp). Pure: the record's timestamp is data, not the clock.
+
+    >>> e = parse_event(b'{"event_id":"e1","timestamp":"2026-01-06T09:30:00Z",'
+    ...                 b'"actor_id":"a1","action":"view","resource_type":"review"}')
+    >>> ahead_of_record(e, 1767605400000).reason  # the record is from 2026-01-05T09:30:00Z
+    'bad_timestamp'
+    >>> ahead_of_record(e, 1767691800000) is None, ahead_of_record(e, None) is None
+    (True, True)
+    """
+    if not record_timestamp_ms or record_timestamp_ms <= 0:
+        return None
+    ahead_s = event.ts - record_timestamp_ms / 1000.0
+    if ahead_s <= MAX_AHEAD_OF_RECORD_S:
+        return None
+    return _bad(
+        "bad_timestamp",
+        f"{event.timestamp[:64]!r} is {ahead_s:,.0f} s after the Kafka record that carries it "
+        f"(limit {MAX_AHEAD_OF_RECORD_S:,.0f} s): the producer's clock is ahead",
+        "timestamp",
+    )
 
 
 def _bad(reason: str, detail: str, field: str | None = None) -> InvalidEvent:

@@ -19,7 +19,13 @@ from typing import Protocol
 import orjson
 
 from models.detector import BatchOutcome, Detector, rfc3339
-from models.events import AccessEvent, InvalidEvent, parse_event
+from models.events import (
+    MAX_AHEAD_OF_RECORD_S,
+    AccessEvent,
+    InvalidEvent,
+    ahead_of_record,
+    parse_event,
+)
 from models.state import ActorState, state_from_bytes, state_to_bytes
 from stream.dlq import dead_letter_record
 from stream.formats import format_alert
@@ -48,6 +54,9 @@ def decode_stored_state(data: bytes) -> tuple[ActorState, int, int]:
     """Inverse of :func:`encode_stored_state`."""
     partition, offset = _POSITION.unpack_from(data)
     return state_from_bytes(data[_POSITION.size :]), partition, offset
+
+
+MAX_AHEAD_OF_RECORD_MS = MAX_AHEAD_OF_RECORD_S * 1000.0
 
 
 def _parse_or_explain(raw: bytes) -> AccessEvent | InvalidEvent:
@@ -258,6 +267,12 @@ class BatchProcessor:
             if isinstance(parsed, InvalidEvent):
                 pending.append(await self._dead_letter(message, parsed, detected_at))
                 continue
+            record_ms = message.timestamp
+            if record_ms and parsed.ts * 1000.0 - record_ms > MAX_AHEAD_OF_RECORD_MS:
+                future = ahead_of_record(parsed, record_ms)  # the reason, worded once
+                if future is not None:
+                    pending.append(await self._dead_letter(message, future, detected_at))
+                    continue
             if message.key is not None and message.key != parsed.actor_id.encode():
                 metrics.key_mismatch.inc()
             parsed_events.append((parsed, message))

@@ -226,7 +226,7 @@ def test_an_alert_that_cannot_be_rendered_sends_its_event_to_the_dlq(small_model
             "access-events",
             0,
             i,
-            1767603600000,
+            1768881600000,  # 2026-01-20T04:00:00Z, after the events
         )
         for i in range(120)
     ]
@@ -240,3 +240,32 @@ def test_an_alert_that_cannot_be_rendered_sends_its_event_to_the_dlq(small_model
     updates = [orjson.loads(record) for record in sent["alerts"]]
     assert updates, "the incident's later updates are still sent"
     assert all(u["class_uid"] == 2004 for u in updates)
+
+
+def test_an_event_from_the_future_is_dead_lettered_and_does_not_freeze_its_actor(small_model):
+    """An event far ahead of the Kafka record carrying it (a producer clock ahead) would move
+    its actor's window clock, and the actor's real events would all be late for a day."""
+    processor, sent = _processor(small_model, DictStore())
+    record_ms = 1767603600000  # 2026-01-05T09:00:00Z
+    batch = [
+        _message(0, "alice", "a0", 0),
+        RawMessage(
+            b"alice",
+            event_bytes(1, event_id="tomorrow", timestamp="2026-01-06T09:00:00Z"),
+            "access-events",
+            0,
+            1,
+            record_ms,
+        ),
+        _message(2, "alice", "a1", 30),  # 30 min after its record: within the tolerance
+        RawMessage(b"alice", event_bytes(3, event_id="no-ts"), "access-events", 0, 3, None),
+    ]
+    asyncio.run(processor.handle(batch))
+
+    dead = [orjson.loads(record) for record in sent["dlq"]]
+    assert [(d["reason"], d["field"], d["source"]["offset"]) for d in dead] == [
+        ("bad_timestamp", "timestamp", 1)
+    ]
+    assert "86,400 s after the Kafka record" in dead[0]["detail"]
+    assert processor.metrics.scored._value.get() == 3
+    assert processor.metrics.late._value.get() == 0
