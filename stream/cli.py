@@ -173,14 +173,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_events(raws, since: float | None = None, until: float | None = None) -> tuple[list, int]:
-    """Valid events in event-time order (within [since, until) when given), and the bad count."""
-    from models.events import InvalidEvent, parse_event
+def _parse_events(
+    records, since: float | None = None, until: float | None = None
+) -> tuple[list, int]:
+    """Valid events in event-time order (within [since, until) when given), and the bad count.
+
+    ``records`` are ``(raw bytes, Kafka record timestamp in ms or None)``; an event the worker
+    would refuse as from the future (:func:`models.events.ahead_of_record`) counts as bad."""
+    from models.events import InvalidEvent, ahead_of_record, parse_event
 
     events, bad = [], 0
-    for raw in raws:
+    for raw, record_ms in records:
         parsed = parse_event(raw)
-        if isinstance(parsed, InvalidEvent):
+        if isinstance(parsed, InvalidEvent) or ahead_of_record(parsed, record_ms) is not None:
             bad += 1
         elif (since is None or parsed.ts >= since) and (until is None or parsed.ts < until):
             events.append(parsed)
@@ -195,8 +200,8 @@ def _load_events(
 ) -> tuple[list, int]:
     from stream.offline import read_jsonl
 
-    raws = (raw for path in paths for _, raw in read_jsonl(_existing_file(path)))
-    return _parse_events(raws, since, until)
+    records = ((raw, None) for path in paths for _, raw in read_jsonl(_existing_file(path)))
+    return _parse_events(records, since, until)
 
 
 def _event_time(flag: str, value: str | None) -> float | None:

@@ -26,8 +26,9 @@ def read_topic_snapshot(
     topic: str | None = None,
     progress: Callable[[int], None] | None = None,
     poll_timeout_s: float = 30.0,
-) -> Iterator[bytes]:
-    """Yield the value of every record of ``topic`` (default: topic.events) up to its end now.
+) -> Iterator[tuple[bytes, int | None]]:
+    """Yield ``(value, record timestamp in ms)`` of every record of ``topic`` (default:
+    topic.events) up to its end now.
 
     Raises :class:`stream.topics.BrokerUnreachable` (one sentence) when the broker or the topic
     is missing, or when the broker stops answering for ``poll_timeout_s``.
@@ -75,7 +76,7 @@ def read_topic_snapshot(
                         break
                     taken += 1
                     if record.value is not None:
-                        yield record.value
+                        yield record.value, record.timestamp
                 if progress is not None:
                     progress(taken)
                 if consumer.position(tp) >= end[tp]:

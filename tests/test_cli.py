@@ -121,3 +121,17 @@ def test_simulate_train_score_round_trip(tmp_path):
     assert len(lines) == sum(1 for _ in live.open()) - 1
     shown = run_cli("model", "show", str(tmp_path / "m"))
     assert shown.returncode == 0 and '"threshold"' in shown.stdout
+
+
+def test_training_from_the_topic_skips_what_the_worker_refuses_as_from_the_future():
+    """Training and the worker accept the same events: one more than 1 h after its Kafka
+    record (a producer clock ahead) is skipped as invalid by both."""
+    from stream.cli import _parse_events
+    from tests.helpers import event_bytes
+
+    record_ms = 1767603600000  # 2026-01-05T09:00:00Z
+    now = event_bytes(0, event_id="now", timestamp="2026-01-05T09:00:00Z")
+    future = event_bytes(1, event_id="future", timestamp="2026-01-06T09:00:00Z")
+    events, bad = _parse_events([(now, record_ms), (future, record_ms), (future, None)])
+    assert [e.event_id for e in events] == ["now", "future"]  # the last has no record time
+    assert bad == 1
