@@ -39,7 +39,7 @@ MAX_EPOCH_S = 4_102_444_800.0  # 2100-01-01T00:00:00Z
 # record that carries it. One event from the future (a producer clock hours ahead) would move
 # its actor's window clock, and every later event of that actor would be "late" and leave the
 # windows frozen until real time caught up: a blind spot. Tolerance: the lateness bound
-# (models.state.LATENESS_S), within which the windows still take events in.
+# (models.state.LATENESS_S, which imports this module; a test keeps the two equal).
 MAX_AHEAD_OF_RECORD_S = 3600.0
 
 _REQUIRED_STRINGS = ("event_id", "timestamp", "actor_id", "action", "resource_type")

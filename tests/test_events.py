@@ -157,3 +157,13 @@ def test_duplicate_keys_take_the_last_value_on_both_paths():
     assert (event.actor_id, event.record_count) == ("second", 2)
     quick = parse_event(event_bytes()[:-1] + b', "actor_id": "second"}')
     assert quick.actor_id == "second"
+
+
+def test_future_tolerance_is_the_lateness_bound():
+    """An event up to the tolerance ahead still lets the actor's later real events into the
+    windows (they are at most the lateness bound behind it); the two must move together.
+    (models.events cannot import models.state, which imports it.)"""
+    from models.events import MAX_AHEAD_OF_RECORD_S
+    from models.state import LATENESS_S
+
+    assert MAX_AHEAD_OF_RECORD_S == LATENESS_S
