@@ -41,6 +41,7 @@ from models.state import (
     advance_windows,
     count_rare_access,
     new_state,
+    rebaseline_for_new_role,
 )
 from models.sustained import cusum_step
 
@@ -72,6 +73,8 @@ def observe(
     if state is None:
         state = new_state(event)
         states[event.actor_id] = state
+    elif event.actor_role != state.role:
+        rebaseline_for_new_role(state, event.actor_role)
     role = peers.profile(event.actor_role)
     surprise = access_surprise(event, state, role)
     is_late, _ = advance_windows(state, event)

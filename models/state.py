@@ -44,6 +44,7 @@ __all__ = [
     "advance_windows",
     "absorb_into_baseline",
     "count_rare_access",
+    "rebaseline_for_new_role",
     "window_value",
     "state_to_bytes",
     "state_from_bytes",
@@ -63,6 +64,11 @@ MAX_FIELDS_SEEN = 16
 MAX_PAIRS = 16
 RECENT_RESOURCES = 24
 HISTOGRAM_HALVING_AT = 4096
+# After a change of role the actor's access habits weigh this many events (the role's prior
+# in the features weighs PRIOR_EVENTS = 20 too) and this many active days of daily volume.
+REBASELINE_EVENTS = 20
+REBASELINE_DAYS = 1
+UNKNOWN_ROLE = "unknown"
 OTHER = "~other"
 STATE_FORMAT = 3
 
@@ -91,7 +97,7 @@ class ActorState:
     devices: list[list[int]] = field(default_factory=list)
     fields_seen: list[int] = field(default_factory=list)
     recent_resources: list[int] = field(default_factory=list)
-    role: str = "unknown"
+    role: str = UNKNOWN_ROLE
     incident: list | None = None
     cusum: float = 0.0
     cusum_ts: float = 0.0
@@ -236,6 +242,49 @@ def count_rare_access(state: ActorState, event: AccessEvent) -> None:
         state.win[t_index * N_QUANTITIES + W_RARE] += math.exp(min(0.0, dt) / tau)
 
 
+def rebaseline_for_new_role(state: ActorState, role: str) -> bool:
+    """Shrink the actor's habits when its role changes; return whether it did.
+
+    An actor's baseline answers "what does this person do in this job". When the event says
+    the job changed (a known role other than the one the baseline was learnt in), what the
+    person did before says little about the new work: without this, every ordinary access of
+    the new role is "never done by this actor" and none of it can join the baseline (flagged
+    events do not), so one transfer becomes a long incident. The habits (access pairs, hours,
+    weekdays, ticket habit) are scaled down to :data:`REBASELINE_EVENTS` events and the daily
+    volume to :data:`REBASELINE_DAYS` day, in proportion, so the new role's profile dominates
+    until new history accumulates, as for a new hire. Who the person is stays: known IPs,
+    devices and fields, the windows (an ongoing burst keeps counting) and any open incident.
+    A missing role (``"unknown"``) on either side is not a change.
+
+    >>> s = ActorState(0.0, 0.0, hist_n=400, no_ticket_n=40, active_days=30, role="support",
+    ...                pairs={"view profile": 300, "view order": 100}, hours=[400] + [0] * 23)
+    >>> rebaseline_for_new_role(s, "seller_support")
+    True
+    >>> s.hist_n, s.no_ticket_n, s.pairs, s.hours[0], s.active_days, s.role
+    (20, 2, {'view profile': 15, 'view order': 5}, 20, 1, 'seller_support')
+    >>> rebaseline_for_new_role(s, UNKNOWN_ROLE), s.role
+    (False, 'seller_support')
+    >>> new = ActorState(0.0, 0.0, hist_n=400)  # role "unknown" so far
+    >>> rebaseline_for_new_role(new, "support"), new.hist_n, new.role
+    (False, 400, 'support')
+    """
+    if role == state.role or role == UNKNOWN_ROLE:
+        return False
+    if state.role == UNKNOWN_ROLE:  # the role is learnt, not changed
+        state.role = role
+        return False
+    state.role = role
+    if state.hist_n > REBASELINE_EVENTS:
+        keep, total = REBASELINE_EVENTS, state.hist_n
+        state.hist_n = keep
+        state.no_ticket_n = state.no_ticket_n * keep // total
+        state.hours = [count * keep // total for count in state.hours]
+        state.weekdays = [count * keep // total for count in state.weekdays]
+        state.pairs = {k: v * keep // total for k, v in state.pairs.items() if v * keep // total}
+    state.active_days = min(state.active_days, REBASELINE_DAYS)
+    return True
+
+
 def _bump(counts: dict[str, int], key: str, cap: int) -> None:
     if key in counts:
         counts[key] += 1
@@ -296,7 +345,6 @@ def absorb_into_baseline(state: ActorState, event: AccessEvent) -> None:
     if day == state.day:
         state.day_clean_events += 1
         state.day_clean_records += event.record_count
-    state.role = event.actor_role
     if state.hist_n >= HISTOGRAM_HALVING_AT:
         _halve(state)
 

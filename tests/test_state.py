@@ -105,3 +105,64 @@ def test_state_round_trip_is_lossless_and_bounded():
     data = state_to_bytes(state)
     assert state_from_bytes(data) == state
     assert len(data) <= 2048, len(data)
+
+
+def _support_veteran() -> tuple:
+    """'alice': 300 ticketed customer-support accesses over 10 working days, from one laptop."""
+    from models.detector import observe
+    from models.peers import GLOBAL_ROLE, PeerBaseline, RoleProfile
+
+    def role(pairs: dict[str, float]) -> RoleProfile:
+        hours = [0.01] * 9 + [0.1] * 8 + [0.01] * 7
+        return RoleProfile(50, pairs, hours, [0.19] * 5 + [0.025] * 2, 30.0, 60.0, 0.1, 5, {})
+
+    peers = PeerBaseline(
+        {
+            "customer_support": role({"view customer_profile": 0.9, "view order_history": 0.1}),
+            "seller_support": role({"view seller_account": 0.9, "update seller_account": 0.1}),
+            GLOBAL_ROLE: role({}),
+        }
+    )
+    states: dict = {}
+    for i in range(300):
+        day, minute = 5 + i // 30, (i % 30) * 10
+        e = ev(
+            i,
+            ts=f"2026-01-{day:02d}T{9 + minute // 60:02d}:{minute % 60:02d}:00Z",
+            device_id="laptop-1",
+        )
+        state, _, _, _ = observe(e, states, peers)
+        absorb_into_baseline(state, e)
+    return states, peers, observe
+
+
+def test_a_change_of_role_shrinks_the_actors_habits_towards_the_new_role():
+    states, peers, observe = _support_veteran()
+    before = states["alice"]
+    assert before.hist_n == 300 and before.active_days >= 9
+    known_device = list(before.devices)
+    moved = ev(
+        1000,
+        ts="2026-01-19T10:00:00Z",
+        actor_role="seller_support",
+        action="view",
+        resource_type="seller_account",
+        device_id="laptop-1",
+    )
+    state, _, _, row = observe(moved, states, peers)
+    # The new role's most ordinary access: as surprising as for a newcomer to the role
+    # (-ln of about 0.9 * 20 / 40), not "never done by this actor in 300 accesses".
+    surprise = row[11]
+    assert surprise < math.log(4.0), surprise
+    assert state.hist_n == 20 and state.role == "seller_support"
+    assert state.active_days == 2  # one day's weight, plus the old role's last day just closed
+    assert state.devices == known_device  # who the person is does not change with the job
+
+
+def test_the_same_role_or_a_missing_one_keeps_the_habits():
+    states, peers, observe = _support_veteran()
+    for i, role in enumerate(["customer_support", "unknown", "customer_support"]):
+        e = ev(2000 + i, ts="2026-01-19T10:00:00Z", actor_role=role)
+        state, _, _, _ = observe(e, states, peers)
+        absorb_into_baseline(state, e)
+    assert states["alice"].hist_n == 303 and states["alice"].role == "customer_support"
