@@ -33,6 +33,7 @@ from models.state import (
     W_RARE,
     W_RECORDS,
     ActorState,
+    pair_count_24h,
 )
 
 __all__ = ["Reason", "explain", "summarise"]
@@ -193,6 +194,18 @@ def _describe(
             (
                 f"{_accesses(value)} without a ticket in ~24 h (usual for this actor: {day_typ * share:.0f} per day)"
             ),
+        )
+    if name == "pair_share_24h_vs_actor":
+        value = pair_count_24h(state, event.pair)
+        day_events = _w(state, 2, W_EVENTS)
+        usual_share = (
+            state.pairs.get(event.pair, 0) + PRIOR_EVENTS * role.pair_probability(event.pair)
+        ) / (hist_n + PRIOR_EVENTS)
+        return (
+            value,
+            day_events * usual_share,
+            f"{value:,.0f} of {day_events:,.0f} accesses in ~24 h were {what} (usual for this "
+            f"actor: {usual_share:.0%} of its accesses)",
         )
     if name == "access_role_rarity":
         p = role.pair_probability(event.pair)

@@ -28,6 +28,7 @@ from models.state import (
     W_RECORDS,
     ActorState,
     is_known,
+    pair_count_24h,
 )
 
 __all__ = [
@@ -47,7 +48,7 @@ __all__ = [
 
 # Bump when a feature's definition or the peer-baseline layout changes: a model trained on
 # other features is refused with one sentence instead of failing to load.
-FEATURE_VERSION = 4
+FEATURE_VERSION = 5
 PRIOR_EVENTS = 20.0
 PRIOR_DAYS = 3.0
 MATURE_EVENTS = 30
@@ -135,6 +136,12 @@ FEATURES: tuple[Feature, ...] = (
         "an established actor on an IP and/or device never seen before",
     ),
     Feature("denied_1h", "ln(1+events)", "denied or failed accesses in the last hour"),
+    Feature(
+        "pair_share_24h_vs_actor",
+        "ln ratio >= 0",
+        "accesses of this kind (action, resource type) in the last day above the actor's usual "
+        "share of a day's accesses",
+    ),
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 
@@ -295,6 +302,12 @@ def feature_row(
     new_device = mature and not is_known(state.devices, event.device_hash)
 
     # Clipped at 0 inline: a call per clip was 3% of a busy worker.
+    p_pair = (state.pairs.get(event.pair, 0) + PRIOR_EVENTS * role.pair_probability(event.pair)) / (
+        denominator
+    )
+    pair_share = log(
+        (1.0 + pair_count_24h(state, event.pair)) / (1.0 + win[_TAU_24H * q + W_EVENTS] * p_pair)
+    )
     records = log((1.0 + event.record_count) / (1.0 + role.p99_records_per_event))
     pace_10m = log((1.0 + events_10m) / (1.0 + hour_events_typ / 6.0))
     records_1h = log((1.0 + records_1h) / (1.0 + hour_records_typ))
@@ -317,4 +330,5 @@ def feature_row(
         surprise,
         float(new_ip) + float(new_device),
         log(1.0 + denied_1h),
+        pair_share if pair_share > 0.0 else 0.0,
     ]

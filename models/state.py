@@ -46,6 +46,7 @@ __all__ = [
     "count_rare_access",
     "rebaseline_for_new_role",
     "window_value",
+    "pair_count_24h",
     "state_to_bytes",
     "state_from_bytes",
     "stable_hash",
@@ -62,6 +63,7 @@ MAX_IPS = 6
 MAX_DEVICES = 4
 MAX_FIELDS_SEEN = 16
 MAX_PAIRS = 16
+MAX_PAIRS_24H = 8
 RECENT_RESOURCES = 24
 HISTOGRAM_HALVING_AT = 4096
 # After a change of role the actor's access habits weigh this many events (the role's prior
@@ -70,7 +72,7 @@ REBASELINE_EVENTS = 20
 REBASELINE_DAYS = 1
 UNKNOWN_ROLE = "unknown"
 OTHER = "~other"
-STATE_FORMAT = 3
+STATE_FORMAT = 4
 
 
 @dataclass(slots=True)
@@ -102,6 +104,7 @@ class ActorState:
     cusum: float = 0.0
     cusum_ts: float = 0.0
     pairs: dict[str, int] = field(default_factory=dict)
+    pairs_24h: dict[str, list[float]] = field(default_factory=dict)
 
 
 def new_state(event: AccessEvent) -> ActorState:
@@ -168,6 +171,7 @@ def advance_windows(state: ActorState, event: AccessEvent) -> tuple[bool, bool]:
         recent.remove(resource_hash)
         recent.append(resource_hash)
 
+    _count_pair(state.pairs_24h, event.pair, ts)
     records = float(event.record_count)
     new_resources = 1.0 if is_new_resource and state.n_seen > 0 else 0.0
     no_ticket = 0.0 if event.ticket_id else 1.0
@@ -215,6 +219,44 @@ def advance_windows(state: ActorState, event: AccessEvent) -> tuple[bool, bool]:
     if ts > state.last_ts:
         state.last_ts = ts
     return False, is_new_resource
+
+
+def _count_pair(counts: dict[str, list[float]], pair: str, ts: float) -> None:
+    """Add one access of ``pair`` at ``ts`` to its decayed 24 h count ``[value, as_of_ts]``.
+
+    Decayed lazily (only the event's own pair is touched); at most :data:`MAX_PAIRS_24H`
+    pairs, the least recently seen forgotten first (a forgotten pair restarts at 1, which can
+    only understate it).
+
+    >>> counts = {}
+    >>> for ts in (0.0, 0.0, 86400.0):
+    ...     _count_pair(counts, "view review", ts)
+    >>> round(counts["view review"][0], 4)  # 2 a day ago, decayed by e, plus this one
+    1.7358
+    """
+    entry = counts.get(pair)
+    if entry is None:
+        if len(counts) >= MAX_PAIRS_24H:
+            oldest = min(counts, key=lambda k: counts[k][1])
+            del counts[oldest]
+        counts[pair] = [1.0, ts]
+        return
+    dt = ts - entry[1]
+    if dt >= 0:
+        entry[0] = entry[0] * math.exp(-dt / _TAU_24H) + 1.0
+        entry[1] = ts
+    else:
+        entry[0] += math.exp(dt / _TAU_24H)
+
+
+def pair_count_24h(state: ActorState, pair: str) -> float:
+    """Decayed count of ``pair`` over ~24 h as of ``state.win_ts`` (0 if not counted)."""
+    entry = state.pairs_24h.get(pair)
+    if entry is None:
+        return 0.0
+    if entry[1] == state.win_ts:  # counted at the latest event: the usual case
+        return entry[0]
+    return entry[0] * math.exp(-(state.win_ts - entry[1]) / _TAU_24H)
 
 
 def count_rare_access(state: ActorState, event: AccessEvent) -> None:
@@ -388,6 +430,7 @@ def state_to_bytes(state: ActorState) -> bytes:
             state.cusum,
             state.cusum_ts,
             state.pairs,
+            state.pairs_24h,
         ]
     )
 
@@ -395,6 +438,8 @@ def state_to_bytes(state: ActorState) -> bytes:
 def state_from_bytes(data: bytes) -> ActorState:
     """Inverse of :func:`state_to_bytes`."""
     values = orjson.loads(data)
+    if values[0] == 3:  # before the per-pair day counts: they start empty
+        return ActorState(*values[1:])
     if values[0] != STATE_FORMAT:
         raise ValueError(f"unknown actor state format {values[0]!r}")
     return ActorState(*values[1:])

@@ -48,3 +48,35 @@ def export_burst(n: int, growing: bool = False) -> list:
         )
         for i in range(n)
     ]
+
+
+def support_veteran() -> tuple:
+    """``(states, peers)`` after 'alice' made 300 ticketed customer-support accesses over 10
+    working days from one laptop: nine profile views to one order-history view."""
+    from models.detector import observe
+    from models.events import parse_event
+    from models.peers import GLOBAL_ROLE, PeerBaseline, RoleProfile
+    from models.state import absorb_into_baseline
+
+    def role(pairs: dict[str, float]) -> RoleProfile:
+        hours = [0.01] * 9 + [0.1] * 8 + [0.01] * 7
+        return RoleProfile(50, pairs, hours, [0.19] * 5 + [0.025] * 2, 30.0, 60.0, 0.1, 5, {})
+
+    peers = PeerBaseline(
+        {
+            "customer_support": role({"view customer_profile": 0.9, "view order_history": 0.1}),
+            "seller_support": role({"view seller_account": 0.9, "update seller_account": 0.1}),
+            GLOBAL_ROLE: role({}),
+        }
+    )
+    states: dict = {}
+    for i in range(300):
+        day, minute = 5 + i // 30, (i % 30) * 10
+        timestamp = f"2026-01-{day:02d}T{9 + minute // 60:02d}:{minute % 60:02d}:00Z"
+        kind = "order_history" if i % 10 == 9 else "customer_profile"
+        e = parse_event(
+            event_bytes(i, timestamp=timestamp, resource_type=kind, device_id="laptop-1")
+        )
+        state, _, _, _ = observe(e, states, peers)
+        absorb_into_baseline(state, e)
+    return states, peers

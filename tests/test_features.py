@@ -261,3 +261,32 @@ def test_missing_ticket_is_mentioned_only_where_tickets_are_the_rule():
     assert surprise_text(ticketed_history=True).startswith("export on ")
     assert " without a ticket: about 1 in " in surprise_text(ticketed_history=True)
     assert "ticket" not in surprise_text(ticketed_history=False)
+
+
+def _day_of(kinds: list[str], states: dict, peers) -> list[float]:
+    """The feature rows of 'alice' doing ``kinds`` one per minute from 09:00 on 2026-01-19."""
+    from models.detector import observe
+
+    rows = []
+    for i, kind in enumerate(kinds):
+        timestamp = f"2026-01-19T{9 + i // 60:02d}:{i % 60:02d}:00Z"
+        e = parse_event(event_bytes(5000 + i, timestamp=timestamp, resource_type=kind))
+        state, _, _, row = observe(e, states, peers)
+        absorb_into_baseline(state, e)
+        rows.append(row)
+    return rows
+
+
+def test_a_day_concentrated_on_one_kind_of_access_stands_out_and_a_busy_day_does_not():
+    from tests.helpers import support_veteran
+
+    column = FEATURE_NAMES.index("pair_share_24h_vs_actor")
+    # A busy day with the usual mix (nine profile views to one order history, 60 in an hour).
+    states, peers = support_veteran()
+    usual = ["order_history" if i % 10 == 9 else "customer_profile" for i in range(60)]
+    busy = max(row[column] for row in _day_of(usual, states, peers)[20:])
+    # The same number of accesses, but order histories (usually 1 in 10) one after another.
+    states, peers = support_veteran()
+    rows = _day_of(["customer_profile"] * 30 + ["order_history"] * 30, states, peers)
+    concentrated = rows[-1][column]
+    assert busy < 0.25 and concentrated > 0.9, (busy, concentrated)  # ~1 = e times the usual

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from models.detector import observe
 from models.events import parse_event
 from models.state import (
     W_EVENTS,
@@ -17,7 +18,7 @@ from models.state import (
     state_to_bytes,
     window_value,
 )
-from tests.helpers import event_bytes
+from tests.helpers import event_bytes, support_veteran
 
 T0 = "2026-01-05T09:00:00Z"
 
@@ -104,40 +105,23 @@ def test_state_round_trip_is_lossless_and_bounded():
         absorb_into_baseline(state, e)
     data = state_to_bytes(state)
     assert state_from_bytes(data) == state
+    assert len(state.pairs_24h) == 8  # capped like the other lists
     assert len(data) <= 2048, len(data)
 
 
-def _support_veteran() -> tuple:
-    """'alice': 300 ticketed customer-support accesses over 10 working days, from one laptop."""
-    from models.detector import observe
-    from models.peers import GLOBAL_ROLE, PeerBaseline, RoleProfile
+def test_a_state_stored_before_the_per_pair_day_counts_still_loads():
+    import orjson
 
-    def role(pairs: dict[str, float]) -> RoleProfile:
-        hours = [0.01] * 9 + [0.1] * 8 + [0.01] * 7
-        return RoleProfile(50, pairs, hours, [0.19] * 5 + [0.025] * 2, 30.0, 60.0, 0.1, 5, {})
-
-    peers = PeerBaseline(
-        {
-            "customer_support": role({"view customer_profile": 0.9, "view order_history": 0.1}),
-            "seller_support": role({"view seller_account": 0.9, "update seller_account": 0.1}),
-            GLOBAL_ROLE: role({}),
-        }
-    )
-    states: dict = {}
-    for i in range(300):
-        day, minute = 5 + i // 30, (i % 30) * 10
-        e = ev(
-            i,
-            ts=f"2026-01-{day:02d}T{9 + minute // 60:02d}:{minute % 60:02d}:00Z",
-            device_id="laptop-1",
-        )
-        state, _, _, _ = observe(e, states, peers)
-        absorb_into_baseline(state, e)
-    return states, peers, observe
+    state = new_state(ev(1))
+    advance_windows(state, ev(1))
+    absorb_into_baseline(state, ev(1))
+    stored_by_format_3 = orjson.dumps([3, *orjson.loads(state_to_bytes(state))[1:-1]])
+    loaded = state_from_bytes(stored_by_format_3)
+    assert loaded.pairs_24h == {} and loaded.pairs == state.pairs and loaded.win == state.win
 
 
 def test_a_change_of_role_shrinks_the_actors_habits_towards_the_new_role():
-    states, peers, observe = _support_veteran()
+    states, peers = support_veteran()
     before = states["alice"]
     assert before.hist_n == 300 and before.active_days >= 9
     known_device = list(before.devices)
@@ -160,7 +144,7 @@ def test_a_change_of_role_shrinks_the_actors_habits_towards_the_new_role():
 
 
 def test_the_same_role_or_a_missing_one_keeps_the_habits():
-    states, peers, observe = _support_veteran()
+    states, peers = support_veteran()
     for i, role in enumerate(["customer_support", "unknown", "customer_support"]):
         e = ev(2000 + i, ts="2026-01-19T10:00:00Z", actor_role=role)
         state, _, _, _ = observe(e, states, peers)
