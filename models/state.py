@@ -7,7 +7,8 @@ that serialises between batches computes exactly what one that never serialises 
 Two kinds of memory live here:
 
 * **windows** (10 min, 1 h, 24 h): exponentially decayed sums of events, records, first-seen
-  resources, no-ticket accesses and denied accesses. Every event feeds them, flagged or not,
+  resources, no-ticket accesses and denied accesses, plus a 24 h count per recently used
+  (action, resource type) pair (:func:`pair_count_24h`). Every event feeds them, flagged or not,
   because an ongoing burst must keep counting. The exception is the rare-access window: it
   counts rare accesses that raised *no* alert (:func:`count_rare_access`), because its job is
   to add up individually unremarkable oddities.
