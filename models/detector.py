@@ -74,7 +74,7 @@ def observe(
         state = new_state(event)
         states[event.actor_id] = state
     elif event.actor_role != state.role:
-        rebaseline_for_new_role(state, event.actor_role)
+        rebaseline_for_new_role(state, event.actor_role, event.ts)
     role = peers.profile(event.actor_role)
     surprise = access_surprise(event, state, role)
     is_late, _ = advance_windows(state, event)

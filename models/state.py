@@ -71,6 +71,9 @@ HISTOGRAM_HALVING_AT = 4096
 # in the features weighs PRIOR_EVENTS = 20 too) and this many active days of daily volume.
 REBASELINE_EVENTS = 20
 REBASELINE_DAYS = 1
+# At most one re-baseline a week: a feed whose role field flips back and forth for one actor
+# must not keep wiping the actor's habits.
+REBASELINE_COOLDOWN_S = 7 * 86400.0
 UNKNOWN_ROLE = "unknown"
 OTHER = "~other"
 STATE_FORMAT = 4
@@ -106,6 +109,7 @@ class ActorState:
     cusum_ts: float = 0.0
     pairs: dict[str, int] = field(default_factory=dict)
     pairs_24h: dict[str, list[float]] = field(default_factory=dict)
+    rebaselined_ts: float = 0.0
 
 
 def new_state(event: AccessEvent) -> ActorState:
@@ -285,7 +289,7 @@ def count_rare_access(state: ActorState, event: AccessEvent) -> None:
         state.win[t_index * N_QUANTITIES + W_RARE] += math.exp(min(0.0, dt) / tau)
 
 
-def rebaseline_for_new_role(state: ActorState, role: str) -> bool:
+def rebaseline_for_new_role(state: ActorState, role: str, ts: float) -> bool:
     """Shrink the actor's habits when its role changes; return whether it did.
 
     An actor's baseline answers "what does this person do in this job". When the event says
@@ -297,26 +301,31 @@ def rebaseline_for_new_role(state: ActorState, role: str) -> bool:
     volume to :data:`REBASELINE_DAYS` day, in proportion, so the new role's profile dominates
     until new history accumulates, as for a new hire. Who the person is stays: known IPs,
     devices and fields, the windows (an ongoing burst keeps counting) and any open incident.
-    A missing role (``"unknown"``) on either side is not a change.
+    A missing role (``"unknown"``) on either side is not a change, and a change within
+    :data:`REBASELINE_COOLDOWN_S` of the last re-baseline (``ts`` is the event's time) only
+    records the role, so a role field that flips back and forth costs one re-baseline a week.
 
     >>> s = ActorState(0.0, 0.0, hist_n=400, no_ticket_n=40, active_days=30, role="support",
     ...                pairs={"view profile": 300, "view order": 100}, hours=[400] + [0] * 23)
-    >>> rebaseline_for_new_role(s, "seller_support")
+    >>> rebaseline_for_new_role(s, "seller_support", 1767605400.0)
     True
     >>> s.hist_n, s.no_ticket_n, s.pairs, s.hours[0], s.active_days, s.role
     (20, 2, {'view profile': 15, 'view order': 5}, 20, 1, 'seller_support')
-    >>> rebaseline_for_new_role(s, UNKNOWN_ROLE), s.role
+    >>> rebaseline_for_new_role(s, UNKNOWN_ROLE, 1767605401.0), s.role
     (False, 'seller_support')
+    >>> rebaseline_for_new_role(s, "support", 1767605402.0), s.role  # flipped back: no wipe
+    (False, 'support')
     >>> new = ActorState(0.0, 0.0, hist_n=400)  # role "unknown" so far
-    >>> rebaseline_for_new_role(new, "support"), new.hist_n, new.role
+    >>> rebaseline_for_new_role(new, "support", 1767605400.0), new.hist_n, new.role
     (False, 400, 'support')
     """
     if role == state.role or role == UNKNOWN_ROLE:
         return False
-    if state.role == UNKNOWN_ROLE:  # the role is learnt, not changed
-        state.role = role
+    if state.role == UNKNOWN_ROLE or ts - state.rebaselined_ts < REBASELINE_COOLDOWN_S:
+        state.role = role  # the role is learnt, or changed again too soon to wipe the habits
         return False
     state.role = role
+    state.rebaselined_ts = ts
     if state.hist_n > REBASELINE_EVENTS:
         keep, total = REBASELINE_EVENTS, state.hist_n
         state.hist_n = keep
@@ -432,6 +441,7 @@ def state_to_bytes(state: ActorState) -> bytes:
             state.cusum_ts,
             state.pairs,
             state.pairs_24h,
+            state.rebaselined_ts,
         ]
     )
 
@@ -439,7 +449,7 @@ def state_to_bytes(state: ActorState) -> bytes:
 def state_from_bytes(data: bytes) -> ActorState:
     """Inverse of :func:`state_to_bytes`."""
     values = orjson.loads(data)
-    if values[0] == 3:  # before the per-pair day counts: they start empty
+    if values[0] == 3:  # before the per-pair day counts and re-baselines: they start empty
         return ActorState(*values[1:])
     if values[0] != STATE_FORMAT:
         raise ValueError(f"unknown actor state format {values[0]!r}")

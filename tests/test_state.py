@@ -115,9 +115,10 @@ def test_a_state_stored_before_the_per_pair_day_counts_still_loads():
     state = new_state(ev(1))
     advance_windows(state, ev(1))
     absorb_into_baseline(state, ev(1))
-    stored_by_format_3 = orjson.dumps([3, *orjson.loads(state_to_bytes(state))[1:-1]])
+    stored_by_format_3 = orjson.dumps([3, *orjson.loads(state_to_bytes(state))[1:-2]])
     loaded = state_from_bytes(stored_by_format_3)
     assert loaded.pairs_24h == {} and loaded.pairs == state.pairs and loaded.win == state.win
+    assert loaded.rebaselined_ts == 0.0
 
 
 def test_a_change_of_role_shrinks_the_actors_habits_towards_the_new_role():
@@ -150,3 +151,16 @@ def test_the_same_role_or_a_missing_one_keeps_the_habits():
         state, _, _, _ = observe(e, states, peers)
         absorb_into_baseline(state, e)
     assert states["alice"].hist_n == 303 and states["alice"].role == "customer_support"
+
+
+def test_a_role_field_that_flips_back_and_forth_wipes_the_habits_once_a_week():
+    states, peers = support_veteran()
+    hist = []
+    for i in range(20):  # two roles alternating, every hour for 20 hours
+        role = "seller_support" if i % 2 == 0 else "customer_support"
+        e = ev(3000 + i, ts=f"2026-01-19T{i:02d}:30:00Z", actor_role=role)
+        state, _, _, _ = observe(e, states, peers)
+        absorb_into_baseline(state, e)
+        hist.append(state.hist_n)
+    assert hist[0] == 21  # shrunk to 20 by the first change, plus this event
+    assert hist[-1] == 40  # and never again within the week: every event since was learnt
