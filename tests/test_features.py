@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from models.detector import observe
 from models.events import parse_event
 from models.features import (
     FEATURE_NAMES,
@@ -18,7 +19,7 @@ from models.features import (
 )
 from models.peers import build_peer_baseline
 from models.state import absorb_into_baseline, advance_windows, new_state
-from tests.helpers import event_bytes
+from tests.helpers import event_bytes, support_veteran
 
 
 def _peers():
@@ -265,8 +266,6 @@ def test_missing_ticket_is_mentioned_only_where_tickets_are_the_rule():
 
 def _day_of(kinds: list[str], states: dict, peers) -> list[float]:
     """The feature rows of 'alice' doing ``kinds`` one per minute from 09:00 on 2026-01-19."""
-    from models.detector import observe
-
     rows = []
     for i, kind in enumerate(kinds):
         timestamp = f"2026-01-19T{9 + i // 60:02d}:{i % 60:02d}:00Z"
@@ -278,8 +277,6 @@ def _day_of(kinds: list[str], states: dict, peers) -> list[float]:
 
 
 def test_a_day_concentrated_on_one_kind_of_access_stands_out_and_a_busy_day_does_not():
-    from tests.helpers import support_veteran
-
     column = FEATURE_NAMES.index("pair_share_24h_vs_actor")
     # A busy day with the usual mix (nine profile views to one order history, 60 in an hour).
     states, peers = support_veteran()

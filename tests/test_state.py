@@ -6,6 +6,7 @@ import math
 
 from models.detector import observe
 from models.events import parse_event
+from models.features import FEATURE_NAMES
 from models.state import (
     W_EVENTS,
     W_NEW_RESOURCES,
@@ -137,7 +138,7 @@ def test_a_change_of_role_shrinks_the_actors_habits_towards_the_new_role():
     state, _, _, row = observe(moved, states, peers)
     # The new role's most ordinary access: as surprising as for a newcomer to the role
     # (-ln of about 0.9 * 20 / 40), not "never done by this actor in 300 accesses".
-    surprise = row[11]
+    surprise = row[FEATURE_NAMES.index("access_surprise")]
     assert surprise < math.log(4.0), surprise
     assert state.hist_n == 20 and state.role == "seller_support"
     assert state.active_days == 2  # one day's weight, plus the old role's last day just closed
