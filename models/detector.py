@@ -28,6 +28,7 @@ from models.explain import explain, summarise
 from models.features import (
     MATURE_EVENTS,
     access_surprise,
+    actor_pair_probability,
     feature_row,
     is_rare_access,
     role_rarities,
@@ -76,11 +77,17 @@ def observe(
     elif event.actor_role != state.role:
         rebaseline_for_new_role(state, event.actor_role, event.ts)
     role = peers.profile(event.actor_role)
-    surprise = access_surprise(event, state, role)
+    p_pair = actor_pair_probability(event, state, role)  # advance_windows does not change it
+    surprise = access_surprise(event, state, role, p_pair)
     is_late, _ = advance_windows(state, event)
     rarities = role_rarities(event, role)  # once: both the rare test and the row use them
     is_rare = is_rare_access(event, role, surprise, rarities)
-    return state, is_late, is_rare, feature_row(event, state, peers, surprise, is_rare, rarities)
+    return (
+        state,
+        is_late,
+        is_rare,
+        feature_row(event, state, peers, surprise, is_rare, rarities, p_pair),
+    )
 
 
 @dataclass(slots=True)

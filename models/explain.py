@@ -19,6 +19,7 @@ from models.features import (
     PRIOR_EVENTS,
     WORKING_HOURS_PER_DAY,
     access_surprise,
+    actor_pair_probability,
     is_rare_access,
     typical_day,
 )
@@ -198,9 +199,7 @@ def _describe(
     if name == "pair_share_24h_vs_actor":
         value = pair_count_24h(state, event.pair)
         day_events = _w(state, 2, W_EVENTS)
-        usual_share = (
-            state.pairs.get(event.pair, 0) + PRIOR_EVENTS * role.pair_probability(event.pair)
-        ) / (hist_n + PRIOR_EVENTS)
+        usual_share = actor_pair_probability(event, state, role)
         return (
             value,
             day_events * usual_share,

@@ -38,6 +38,7 @@ __all__ = [
     "FEATURE_VERSION",
     "feature_row",
     "access_surprise",
+    "actor_pair_probability",
     "typical_day",
     "PRIOR_EVENTS",
     "RARE_SURPRISAL",
@@ -158,7 +159,24 @@ def typical_day(state: ActorState, role_median: float, actor_value: float) -> fl
     return (actor_value * days + role_median * PRIOR_DAYS) / (days + PRIOR_DAYS)
 
 
-def access_surprise(event: AccessEvent, state: ActorState, role: RoleProfile) -> float:
+def actor_pair_probability(event: AccessEvent, state: ActorState, role: RoleProfile) -> float:
+    """The actor's share of accesses that are ``event``'s (action, resource type) pair, shrunk
+    towards the role's share with :data:`PRIOR_EVENTS` pseudo-events.
+
+    >>> from models.peers import RoleProfile
+    >>> role = RoleProfile(1, {"view review": 0.25}, [1 / 24] * 24, [1 / 7] * 7, 1, 1, 0.5, 1, {})
+    >>> actor_pair_probability(AccessEvent("e", "t", 0.0, "a", "view", "review"),
+    ...                        ActorState(0.0, 0.0), role)
+    0.25
+    """
+    return (state.pairs.get(event.pair, 0) + PRIOR_EVENTS * role.pair_probability(event.pair)) / (
+        state.hist_n + PRIOR_EVENTS
+    )
+
+
+def access_surprise(
+    event: AccessEvent, state: ActorState, role: RoleProfile, p_pair: float | None = None
+) -> float:
     """-ln p of the access for this actor: its (action, resource type) pair, its fields and
     its justification, each estimated from the actor's history shrunk towards the role.
 
@@ -173,10 +191,9 @@ def access_surprise(event: AccessEvent, state: ActorState, role: RoleProfile) ->
     ...                       ActorState(0.0, 0.0), role), 4)
     1.3863
     """
+    if p_pair is None:
+        p_pair = actor_pair_probability(event, state, role)
     denominator = state.hist_n + PRIOR_EVENTS
-    p_pair = (
-        state.pairs.get(event.pair, 0) + PRIOR_EVENTS * role.pair_probability(event.pair)
-    ) / denominator
     value = -math.log(p_pair)
     if event.fields:
         field_surprise = 0.0
@@ -255,6 +272,7 @@ def feature_row(
     surprise: float,
     is_rare: bool,
     rarities: tuple[float, float] | None = None,
+    p_pair: float | None = None,
 ) -> list[float]:
     """Compute the :data:`FEATURES` vector for ``event``.
 
@@ -265,7 +283,8 @@ def feature_row(
     rare accesses that raised no alert plus this one if it is rare. Volume ratios are
     clipped at 0: an actor doing *less* than usual is not an insider signal, and the clip
     leaves normal traffic concentrated at 0, where the forest isolates any excess quickly.
-    ``rarities`` is :func:`role_rarities` of the event, computed here when not given.
+    ``rarities`` is :func:`role_rarities` of the event and ``p_pair``
+    :func:`actor_pair_probability`, computed here when not given (the caller has them already).
     """
     role = peers.profile(event.actor_role)
     log = math.log
@@ -302,9 +321,8 @@ def feature_row(
     new_device = mature and not is_known(state.devices, event.device_hash)
 
     # Clipped at 0 inline: a call per clip was 3% of a busy worker.
-    p_pair = (state.pairs.get(event.pair, 0) + PRIOR_EVENTS * role.pair_probability(event.pair)) / (
-        denominator
-    )
+    if p_pair is None:
+        p_pair = actor_pair_probability(event, state, role)
     pair_share = log(
         (1.0 + pair_count_24h(state, event.pair)) / (1.0 + win[_TAU_24H * q + W_EVENTS] * p_pair)
     )

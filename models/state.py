@@ -449,8 +449,7 @@ def state_to_bytes(state: ActorState) -> bytes:
 def state_from_bytes(data: bytes) -> ActorState:
     """Inverse of :func:`state_to_bytes`."""
     values = orjson.loads(data)
-    if values[0] == 3:  # before the per-pair day counts and re-baselines: they start empty
-        return ActorState(*values[1:])
-    if values[0] != STATE_FORMAT:
+    # Format 3 lacks the per-pair day counts and the re-baseline time: they start empty.
+    if values[0] not in (3, STATE_FORMAT):
         raise ValueError(f"unknown actor state format {values[0]!r}")
     return ActorState(*values[1:])
