@@ -75,10 +75,12 @@ def pair_key(action: str, resource_type: str) -> str:
 class AccessEvent:
     """One validated access event (contract v1). ``ts`` is event time in epoch seconds.
 
-    ``pair``, ``field_hashes``, ``ip_hash`` and ``device_hash`` are derived once here, because
-    the state, the features and the baseline all look them up for every event. Treat an
-    event as read-only; it is not frozen because a frozen dataclass costs a slow
-    ``object.__setattr__`` per field on every construction, on the hot path of every parse.
+    ``pair``, ``pair_hash``, ``field_hashes``, ``ip_hash`` and ``device_hash`` are derived
+    once here, because the state, the features and the baseline all look them up for every
+    event (the state keys pairs by ``pair_hash``, so its size does not grow with the length
+    of action and resource type names). Treat an event as read-only; it is not frozen
+    because a frozen dataclass costs a slow ``object.__setattr__`` per field on every
+    construction, on the hot path of every parse.
     """
 
     event_id: str
@@ -97,12 +99,14 @@ class AccessEvent:
     device_id: str | None = None
     outcome: str = "success"
     pair: str = field(init=False, repr=False, compare=False)
+    pair_hash: int = field(init=False, repr=False, compare=False)
     field_hashes: tuple[int, ...] = field(init=False, repr=False, compare=False)
     ip_hash: int | None = field(init=False, repr=False, compare=False)
     device_hash: int | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        self.pair = f"{self.action} {self.resource_type}"
+        self.pair = pair = f"{self.action} {self.resource_type}"
+        self.pair_hash = stable_hash(pair)
         self.field_hashes = tuple(map(stable_hash, self.fields)) if self.fields else ()
         ip, device = self.source_ip, self.device_id
         self.ip_hash = None if ip is None else stable_hash(ip)

@@ -197,7 +197,7 @@ def _describe(
             ),
         )
     if name == "pair_share_24h_vs_actor":
-        value = pair_count_24h(state, event.pair)
+        value = pair_count_24h(state, event.pair_hash)
         day_events = _w(state, 2, W_EVENTS)
         usual_share = actor_pair_probability(event, state, role)
         return (

@@ -169,9 +169,9 @@ def actor_pair_probability(event: AccessEvent, state: ActorState, role: RoleProf
     ...                        ActorState(0.0, 0.0), role)
     0.25
     """
-    return (state.pairs.get(event.pair, 0) + PRIOR_EVENTS * role.pair_probability(event.pair)) / (
-        state.hist_n + PRIOR_EVENTS
-    )
+    return (
+        state.pairs.get(event.pair_hash, 0) + PRIOR_EVENTS * role.pair_probability(event.pair)
+    ) / (state.hist_n + PRIOR_EVENTS)
 
 
 def access_surprise(
@@ -324,7 +324,8 @@ def feature_row(
     if p_pair is None:
         p_pair = actor_pair_probability(event, state, role)
     pair_share = log(
-        (1.0 + pair_count_24h(state, event.pair)) / (1.0 + win[_TAU_24H * q + W_EVENTS] * p_pair)
+        (1.0 + pair_count_24h(state, event.pair_hash))
+        / (1.0 + win[_TAU_24H * q + W_EVENTS] * p_pair)
     )
     records = log((1.0 + event.record_count) / (1.0 + role.p99_records_per_event))
     pace_10m = log((1.0 + events_10m) / (1.0 + hour_events_typ / 6.0))

@@ -27,6 +27,9 @@ SEVERITIES = ("low", "medium", "high", "critical")
 # about 2x on held-out simulated weeks, so a budget of 1 yields about 2 live (see issue 3).
 DEFAULT_ALERT_BUDGET = 1.0
 MAX_EVENT_IDS = 20
+# ... and at most this many bytes of ids in all (the first id is always kept), which bounds
+# the actor state whatever the id length: 20 UUIDs (720 bytes) would not fit, 17 do.
+MAX_EVENT_ID_BYTES = 640
 # incident list layout inside ActorState.incident (compact for the state store):
 _ID, _FIRST_TS, _LAST_TS, _COUNT, _MAX_SCORE, _LEVEL, _EVENT_IDS = range(7)
 
@@ -65,6 +68,12 @@ def _is_milestone(count: int) -> bool:
     return count == 1
 
 
+def _fits(event_ids: list[str], event_id: str) -> bool:
+    """Whether ``event_id`` can join ``event_ids`` within :data:`MAX_EVENT_ID_BYTES`."""
+    used = sum(len(known.encode()) for known in event_ids)
+    return used + len(event_id.encode()) <= MAX_EVENT_ID_BYTES
+
+
 def step_incident(
     incident: list | None,
     actor_id: str,
@@ -97,9 +106,9 @@ def step_incident(
         updated[_COUNT] = incident[_COUNT] + 1
         updated[_MAX_SCORE] = max(incident[_MAX_SCORE], score)
         updated[_LEVEL] = max(incident[_LEVEL], level)
-        event_ids = list(incident[_EVENT_IDS])
-        if len(event_ids) < MAX_EVENT_IDS:
-            event_ids.append(event_id)
+        event_ids = incident[_EVENT_IDS]
+        if len(event_ids) < MAX_EVENT_IDS and _fits(event_ids, event_id):
+            event_ids = [*event_ids, event_id]
         updated[_EVENT_IDS] = event_ids
         emit = updated[_LEVEL] > incident[_LEVEL] or _is_milestone(updated[_COUNT])
         return IncidentStep(str(incident[_ID]), "updated", emit, updated)

@@ -3,15 +3,31 @@
 from __future__ import annotations
 
 import math
+from dataclasses import fields
+
+import msgspec
+import orjson
+import pytest
 
 from models.detector import observe
-from models.events import parse_event
+from models.events import MAX_ID_CHARS, parse_event, stable_hash
 from models.features import FEATURE_NAMES
+from models.incidents import MAX_EVENT_IDS, IncidentSettings, step_incident
 from models.state import (
+    HISTOGRAM_HALVING_AT,
+    MAX_DEVICES,
+    MAX_FIELDS_SEEN,
+    MAX_IPS,
+    MAX_PAIRS,
+    MAX_PAIRS_24H,
+    MAX_STATE_BYTES,
+    OTHER_PAIRS,
+    RECENT_RESOURCES,
     W_EVENTS,
     W_NEW_RESOURCES,
     W_NO_TICKET,
     W_RECORDS,
+    ActorState,
     absorb_into_baseline,
     advance_windows,
     new_state,
@@ -19,6 +35,7 @@ from models.state import (
     state_to_bytes,
     window_value,
 )
+from stream.processing import decode_stored_state, encode_stored_state
 from tests.helpers import event_bytes, support_veteran
 
 T0 = "2026-01-05T09:00:00Z"
@@ -86,7 +103,7 @@ def test_baseline_counts_and_hour_histogram():
     e = ev(1, action="export", source_ip="10.0.0.1", device_id="d1")
     advance_windows(state, e)
     absorb_into_baseline(state, e)
-    assert state.pairs == {"export customer_profile": 1}
+    assert state.pairs == {stable_hash("export customer_profile"): 1}
     assert state.hours[9] == 1 and state.weekdays[0] == 1  # 2026-01-05 is a Monday
     assert len(state.ips) == 1 and len(state.devices) == 1
 
@@ -110,16 +127,99 @@ def test_state_round_trip_is_lossless_and_bounded():
     assert len(data) <= 2048, len(data)
 
 
-def test_a_state_stored_before_the_per_pair_day_counts_still_loads():
-    import orjson
+def _as_stored_by_json_format(state, version: int) -> bytes:
+    """``state`` as formats 3 and 4 stored it: JSON, pairs keyed by name."""
+    names = {stable_hash(name): name for name in ("view review", "export customer_profile")}
+    names[OTHER_PAIRS] = "~other"
+    values = [getattr(state, f.name) for f in fields(state)]
+    values[-3] = {names[k]: v for k, v in state.pairs.items()}
+    values[-2] = {names[k]: v for k, v in state.pairs_24h.items()}
+    return orjson.dumps([version, *(values if version == 4 else values[:-2])])
 
+
+def _state_with_pairs():
     state = new_state(ev(1))
-    advance_windows(state, ev(1))
-    absorb_into_baseline(state, ev(1))
-    stored_by_format_3 = orjson.dumps([3, *orjson.loads(state_to_bytes(state))[1:-2]])
-    loaded = state_from_bytes(stored_by_format_3)
-    assert loaded.pairs_24h == {} and loaded.pairs == state.pairs and loaded.win == state.win
-    assert loaded.rebaselined_ts == 0.0
+    for i, (action, resource_type) in enumerate(
+        (("view", "review"), ("export", "customer_profile"))
+    ):
+        e = ev(i, action=action, resource_type=resource_type)
+        advance_windows(state, e)
+        absorb_into_baseline(state, e)
+    state.pairs[OTHER_PAIRS] = 3
+    return state
+
+
+def test_states_stored_by_the_json_formats_still_load_with_their_pair_counts():
+    state = _state_with_pairs()
+    assert set(state.pairs) == {
+        stable_hash("view review"),
+        stable_hash("export customer_profile"),
+        OTHER_PAIRS,
+    }
+    assert state_from_bytes(_as_stored_by_json_format(state, 4)) == state
+    from_format_3 = state_from_bytes(_as_stored_by_json_format(state, 3))
+    assert from_format_3.pairs == state.pairs and from_format_3.win == state.win
+    assert from_format_3.pairs_24h == {} and from_format_3.rebaselined_ts == 0.0
+
+
+def test_a_state_of_an_unknown_format_is_refused_with_its_format():
+    state = _state_with_pairs()
+    with pytest.raises(ValueError, match="unknown actor state format 99"):
+        state_from_bytes(_as_stored_by_json_format(state, 99))
+    newer = msgspec.msgpack.encode([6, *msgspec.msgpack.decode(state_to_bytes(state))[1:]])
+    with pytest.raises(ValueError, match="unknown actor state format 6"):
+        state_from_bytes(newer)
+
+
+def test_the_largest_state_the_contract_allows_fits_in_two_kib():
+    """Every list and dictionary full, histogram counts at their halving point, other
+    counters and times at 64 bits, the role and the event ids as long as the contract allows
+    (ASCII): the stored value (state plus its
+    12-byte input position) stays within MAX_STATE_BYTES."""
+    big, stamp, hash32 = 2**62, 4_102_444_799.123456, 2**32 - 1
+    count = HISTOGRAM_HALVING_AT  # histogram counts are halved when hist_n reaches it
+    seconds = int(stamp)
+    long_role = "r" * MAX_ID_CHARS
+    incident = step_incident(
+        None, "a" * MAX_ID_CHARS, "e" * MAX_ID_CHARS, stamp, 0.9, 3, IncidentSettings()
+    ).incident
+    for k in range(MAX_EVENT_IDS):
+        incident = step_incident(
+            incident, "a", f"{k:0{MAX_ID_CHARS}d}"[:36], stamp, 0.9, 3, IncidentSettings()
+        ).incident
+    assert len(incident[-1]) < MAX_EVENT_IDS  # the byte budget, not the count, stopped it
+    state = ActorState(
+        first_ts=stamp,
+        last_ts=stamp,
+        n_seen=big,
+        win_ts=stamp,
+        win=[stamp] * 18,
+        day=big,
+        day_events=big,
+        day_clean_events=big,
+        day_clean_records=big,
+        active_days=big,
+        ewma_day_events=stamp,
+        ewma_day_records=stamp,
+        hist_n=count,
+        no_ticket_n=count,
+        hours=[count] * 24,
+        weekdays=[count] * 7,
+        ips=[[hash32 - k, seconds] for k in range(MAX_IPS)],
+        devices=[[hash32 - k, seconds] for k in range(MAX_DEVICES)],
+        fields_seen=[hash32 - k for k in range(MAX_FIELDS_SEEN)],
+        recent_resources=[hash32 - k for k in range(RECENT_RESOURCES)],
+        role=long_role,
+        incident=incident,
+        cusum=stamp,
+        cusum_ts=stamp,
+        pairs={**{hash32 - k: count for k in range(MAX_PAIRS)}, OTHER_PAIRS: count},
+        pairs_24h={hash32 - k: [stamp, stamp] for k in range(MAX_PAIRS_24H)},
+        rebaselined_ts=stamp,
+    )
+    stored = encode_stored_state(state, 2**31 - 1, big)
+    assert decode_stored_state(stored)[0] == state
+    assert len(stored) <= MAX_STATE_BYTES, len(stored)
 
 
 def test_a_change_of_role_shrinks_the_actors_habits_towards_the_new_role():
