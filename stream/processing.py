@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Protocol
 
 import orjson
@@ -394,8 +395,12 @@ class BatchProcessor:
             self.store.put(actor_id.encode(), value, partition)
             self.state_bytes += len(value) - stored_bytes.get(actor_id, 0)
             decoded[actor_id] = (value, state, partition, offset)
-        while len(decoded) > DECODED_CACHE_ACTORS:
-            del decoded[next(iter(decoded))]  # least recently written first
+        overflow = len(decoded) - DECODED_CACHE_ACTORS
+        if overflow > 0:  # forget the least recently written first
+            # In one pass: deleting the first key one at a time rescans the slots already
+            # deleted, quadratic in the batch (13% of the worker with 100,000 actors).
+            for actor_id in list(islice(decoded, overflow)):
+                del decoded[actor_id]
         metrics.state_bytes.set(self.state_bytes)
         for message in messages:
             self.last_offset[message.partition] = message.offset

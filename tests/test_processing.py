@@ -91,6 +91,29 @@ def test_the_table_wins_over_the_decoded_state_cache(small_model):
     assert processor.metrics.replayed._value.get() == 0  # offsets 3..5 were applied afresh
 
 
+def test_the_decoded_state_cache_keeps_the_most_recently_written_actors(small_model, monkeypatch):
+    monkeypatch.setattr("stream.processing.DECODED_CACHE_ACTORS", 3)
+    processor, _ = _processor(small_model, DictStore())
+
+    def batch(actors, first_offset):
+        return [
+            RawMessage(
+                actor.encode(),
+                event_bytes(first_offset + k, actor_id=actor),
+                "access-events",
+                0,
+                first_offset + k,
+                1767603600000,
+            )
+            for k, actor in enumerate(actors)
+        ]
+
+    asyncio.run(processor.handle(batch(["a", "b", "c", "d", "e"], 0)))
+    assert list(processor._decoded) == ["c", "d", "e"]
+    asyncio.run(processor.handle(batch(["c", "f"], 5)))  # c is written again: newest
+    assert list(processor._decoded) == ["e", "c", "f"]
+
+
 class _BuggyDetector(Detector):
     """A detector with a bug that any event whose id starts with "poison" triggers."""
 
