@@ -4,7 +4,8 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY models ./models
 COPY stream ./stream
-RUN pip install --no-cache-dir ".[rocksdb]"
+# The dependencies include rocksdict, the bindings of the rocksdb:// store the compose file uses.
+RUN pip install --no-cache-dir .
 ENV INSIDERWATCH_WEB_HOST=0.0.0.0
 ENTRYPOINT ["insiderwatch"]
 CMD ["worker"]

@@ -96,7 +96,9 @@ class WorkerMetrics:
             "insiderwatch_model_info", "Loaded model version", ["version"], registry=r
         )
         self.actor_states = Gauge(
-            "insiderwatch_actor_states", "Actors held in the state table", registry=r
+            "insiderwatch_actor_states",
+            "Actors held in the state table (RocksDB: counted every 5 min)",
+            registry=r,
         )
         self.state_bytes = Gauge(
             "insiderwatch_actor_state_bytes", "Bytes of actor state held", registry=r

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import struct
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
@@ -114,6 +114,26 @@ class StateStore:
 
     def put(self, key: bytes, value: bytes, partition: int) -> None:  # pragma: no cover
         raise NotImplementedError
+
+
+async def count_in_slices(
+    keys: Iterable[object], per_slice: int, still_valid: Callable[[], bool]
+) -> int | None:
+    """Count ``keys``, yielding to the event loop every ``per_slice`` keys; None when
+    ``still_valid()`` turns false on the way (the partitions moved: the count is stale).
+
+    >>> import asyncio
+    >>> asyncio.run(count_in_slices(range(25), 10, lambda: True))
+    25
+    >>> asyncio.run(count_in_slices(range(25), 10, lambda: False))
+    """
+    count = 0
+    for count, _ in enumerate(keys, 1):
+        if count % per_slice == 0:
+            await asyncio.sleep(0)  # let a batch through
+            if not still_valid():
+                return None
+    return count
 
 
 class BatchProcessor:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tomllib
+
 import yaml
 
 from stream.cli import build_parser
@@ -57,3 +59,23 @@ def test_worker_health_is_its_ready_endpoint_on_its_web_port():
 def test_the_worker_is_restarted_after_it_stops_on_a_delivery_failure():
     # stream/app.py stops the worker (exit 1) instead of skipping a batch it cannot deliver.
     assert _compose()["services"]["worker"]["restart"] == "on-failure"
+
+
+def test_the_image_installs_the_bindings_of_the_store_the_worker_uses():
+    # pip only warns about an extra the package does not define, and a worker on rocksdb://
+    # without bindings stops at start-up.
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    installs = [
+        line.split()
+        for line in (REPO / "Dockerfile").read_text().splitlines()
+        if line.startswith("RUN pip install")
+    ]
+    assert installs, "the image installs the package with pip"
+    for words in installs:
+        for word in words:
+            if word.startswith((".[", '".[')):
+                extras = word.strip('"').removeprefix(".[").removesuffix("]").split(",")
+                assert set(extras) <= set(project.get("optional-dependencies", {})), word
+    store = _compose()["services"]["worker"]["environment"]["INSIDERWATCH_STORE"]
+    if store.startswith("rocksdb://"):
+        assert any(d.startswith("rocksdict") for d in project["dependencies"])

@@ -9,7 +9,7 @@ import orjson
 from models.artifact import load_model
 from models.detector import Detector
 from stream.metrics import WorkerMetrics
-from stream.processing import BatchProcessor, RawMessage, decode_stored_state
+from stream.processing import BatchProcessor, RawMessage, count_in_slices, decode_stored_state
 from tests.helpers import event_bytes
 
 
@@ -112,6 +112,27 @@ def test_the_decoded_state_cache_keeps_the_most_recently_written_actors(small_mo
     assert list(processor._decoded) == ["c", "d", "e"]
     asyncio.run(processor.handle(batch(["c", "f"], 5)))  # c is written again: newest
     assert list(processor._decoded) == ["e", "c", "f"]
+
+
+def test_counting_keys_in_slices_lets_the_loop_run_and_gives_up_when_partitions_move():
+    async def count_while_another_task_runs(still_valid):
+        ticks = 0
+
+        async def other_task():
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(other_task())
+        await asyncio.sleep(0)
+        count = await count_in_slices(iter(range(100_000)), 10_000, still_valid)
+        task.cancel()
+        return count, ticks
+
+    count, ticks = asyncio.run(count_while_another_task_runs(lambda: True))
+    assert count == 100_000 and ticks >= 10  # the loop ran between slices
+    assert asyncio.run(count_while_another_task_runs(lambda: False))[0] is None
 
 
 class _BuggyDetector(Detector):

@@ -51,20 +51,22 @@ class Deployment:
         self.settings = Settings.load(overrides, environ=self.environ)
         create_topics(self.settings)
 
-    def env(self, web_port: int) -> dict[str, str]:
+    def env(self, web_port: int, data_dir: str | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("INSIDERWATCH_")}
         env.update(self.settings.as_env())
         env["INSIDERWATCH_WEB_PORT"] = str(web_port)
-        env["INSIDERWATCH_DATA_DIR"] = str(self.workdir / f"data-{web_port}")
+        env["INSIDERWATCH_DATA_DIR"] = str(self.workdir / (data_dir or f"data-{web_port}"))
         return env
 
-    def start_worker(self) -> Worker:
+    def start_worker(self, data_dir: str | None = None) -> Worker:
+        """Start a worker; ``data_dir`` (under the workdir) lets a restart find its predecessor's
+        local table store (by default every worker has its own)."""
         port = free_port()
         log_path = self.workdir / f"worker-{port}.log"
         log = open(log_path, "wb")  # noqa: SIM115
         process = subprocess.Popen(
             [sys.executable, "-m", "stream.cli", "worker"],
-            env=self.env(port),
+            env=self.env(port, data_dir),
             cwd=REPO,
             stdout=log,
             stderr=subprocess.STDOUT,
