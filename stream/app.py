@@ -18,6 +18,7 @@ from typing import Any
 
 import faust
 from aiohttp import web
+from aiokafka.structs import RecordMetadata
 from faust.streams import _current_event
 
 from models.artifact import ArtifactError, load_model
@@ -99,47 +100,55 @@ def _processing_in(partition: int) -> weakref.ReferenceType:
 
 
 class ActorStateTable(faust.Table):
-    """Table whose writes name their changelog partition explicitly.
+    """Table written a batch at a time, each write naming its partition.
 
-    Faust picks the changelog partition from the stream's *current* event, and the agent
-    gets its records in batches from :mod:`stream.intake`, not one event at a time from a
-    stream. Writing with :meth:`put` puts each actor's state in the partition its events
-    come from, so the state moves with the partition on rebalance and recovery.
+    Faust picks a write's partition from the stream's *current* event, and the agent gets its
+    records in batches from :mod:`stream.intake`, not one event at a time from a stream.
+    :meth:`put_many` puts each actor's state in the partition its events come from (store and
+    changelog), so the state moves with the partition on rebalance and recovery.
     """
-
-    _partition_override: int | None = None
-
-    def partition_for_key(self, key: Any) -> int | None:
-        if self._partition_override is not None:
-            return self._partition_override
-        return super().partition_for_key(key)
-
-    def put(self, key: bytes, value: bytes, partition: int) -> None:
-        self._partition_override = partition
-        token = _current_event.set(_processing_in(partition))
-        try:
-            self[key] = value
-        finally:
-            _current_event.reset(token)
-            self._partition_override = None
 
     # Faust sends changelog records "soon" and commits input offsets without waiting for
     # them, so a kill -9 between the two loses state for events that are never redelivered.
     # We keep each record's delivery future and wait for them before the batch is acked.
     _unacknowledged: list[Any] | None = None
 
-    def send_changelog(self, partition, key, value, key_serializer=None, value_serializer=None):
-        future = super().send_changelog(partition, key, value, key_serializer, value_serializer)
-        if self._unacknowledged is None:
-            self._unacknowledged = []
-        self._unacknowledged.append(future)
-        return future
+    async def put_many(self, records: list[tuple[bytes, bytes, int]]) -> None:
+        """Store ``(key, value, partition)`` records and send their changelog records.
+
+        What ``table[key] = value`` does, for a whole batch: each value goes into the store
+        (in the named partition's part of it) and to the changelog partition, straight to the
+        producer. Faust's per-key path wraps every record in its own message, buffer entry
+        and completion callback, and on RocksDB writes the changelog offset to disk once per
+        record; with one record per event (many actors) that was most of the worker's time.
+        :meth:`acknowledged` records the offsets once per partition per batch instead.
+        """
+        store, send = self.data, self.app.producer.send
+        topic = self.changelog_topic.get_topic_name()
+        pending = self._unacknowledged if self._unacknowledged is not None else []
+        for key, value, partition in records:
+            token = _current_event.set(_processing_in(partition))
+            try:
+                store[key] = value
+            finally:
+                _current_event.reset(token)
+            pending.append(await send(topic, key, value, partition, None, None))
+        self._unacknowledged = pending
 
     async def acknowledged(self) -> None:
-        """Return once the broker has stored every changelog record written so far."""
+        """Return once the broker has stored every changelog record written so far, and
+        remember in the store how far the changelog it holds goes (RocksDB: so that a restart
+        reads only the changelog written after it)."""
         pending, self._unacknowledged = self._unacknowledged or [], []
-        if pending:
-            await asyncio.gather(*pending)
+        if not pending:
+            return
+        latest: dict[Any, int] = {}
+        delivered: list[RecordMetadata] = await asyncio.gather(*pending)
+        for metadata in delivered:
+            tp = metadata.topic_partition
+            latest[tp] = max(latest.get(tp, -1), metadata.offset)
+        for tp, offset in latest.items():
+            self.data.set_persisted_offset(tp, offset)
 
 
 events_topic = app.topic(
@@ -179,8 +188,8 @@ class _TableStore:
         # arrive under another key still finds its state.
         return actor_state.get(key)
 
-    def put(self, key: bytes, value: bytes, partition: int) -> None:
-        actor_state.put(key, value, partition)
+    async def put_many(self, records: list[tuple[bytes, bytes, int]]) -> None:
+        await actor_state.put_many(records)
 
 
 async def _send_alert(key: bytes | None, value: bytes) -> object:

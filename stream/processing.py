@@ -112,7 +112,10 @@ class StateStore:
     def get(self, key: bytes) -> bytes | None:  # pragma: no cover - protocol
         raise NotImplementedError
 
-    def put(self, key: bytes, value: bytes, partition: int) -> None:  # pragma: no cover
+    async def put_many(
+        self, records: list[tuple[bytes, bytes, int]]
+    ) -> None:  # pragma: no cover - protocol
+        """Store ``(key, value, partition)`` records (and queue their changelog records)."""
         raise NotImplementedError
 
 
@@ -407,14 +410,16 @@ class BatchProcessor:
         # written, so a crash can lose neither: at worst an alert is sent twice (same id).
         if pending:
             await asyncio.gather(*pending)
+        records = []
         for actor_id, (partition, offset) in position_of.items():
             state = states.get(actor_id)
             if state is None:  # a new actor whose only events failed (dead-lettered)
                 continue
             value = encode_stored_state(state, partition, offset)
-            self.store.put(actor_id.encode(), value, partition)
+            records.append((actor_id.encode(), value, partition))
             self.state_bytes += len(value) - stored_bytes.get(actor_id, 0)
             decoded[actor_id] = (value, state, partition, offset)
+        await self.store.put_many(records)
         overflow = len(decoded) - DECODED_CACHE_ACTORS
         if overflow > 0:  # forget the least recently written first
             # In one pass: deleting the first key one at a time rescans the slots already

@@ -20,8 +20,9 @@ class DictStore:
     def get(self, key: bytes) -> bytes | None:
         return self.data.get(key)
 
-    def put(self, key: bytes, value: bytes, partition: int) -> None:
-        self.data[key] = value
+    async def put_many(self, records: list[tuple[bytes, bytes, int]]) -> None:
+        for key, value, _ in records:
+            self.data[key] = value
 
 
 def _processor(model_dir, store):
