@@ -49,7 +49,9 @@ WORK = REPO / ".local" / "bench"
 WARMUP_S = 5.0
 
 
-def _settings(broker: str, tag: str, model_dir: Path, app_tag: str | None = None) -> Settings:
+def _settings(
+    broker: str, tag: str, model_dir: Path, app_tag: str | None = None, store: str = "memory://"
+) -> Settings:
     """Settings of a worker on the ``tag`` topics; ``app_tag`` gives it its own consumer
     group and state (another worker reading the same topic from the start)."""
     app_tag = app_tag or tag
@@ -63,6 +65,7 @@ def _settings(broker: str, tag: str, model_dir: Path, app_tag: str | None = None
             "model.dir": str(model_dir),
             "web.port": 6091,
             "data.dir": str(WORK / f"data-{app_tag}"),
+            "store": store,
         },
         environ={},
     )
