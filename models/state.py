@@ -3,8 +3,8 @@
 The state is bounded (fixed-size windows, capped dictionaries and sets, pairs keyed by a
 32-bit hash rather than by name, an incident's event ids capped in number and in characters)
 so that millions of actors fit in a RocksDB-backed Faust table: at most
-:data:`MAX_STATE_BYTES` per actor whatever the input (``tests/test_state.py`` builds the
-largest state the contract allows). :func:`state_to_bytes` is lossless MessagePack, so a
+:data:`MAX_STATE_BYTES` per actor for any input with ASCII role names and event ids
+(``tests/test_state.py`` builds the largest such state the contract allows). :func:`state_to_bytes` is lossless MessagePack, so a
 replay that serialises between batches computes exactly what one that never serialises
 computes.
 
@@ -268,7 +268,8 @@ def _count_pair(counts: dict[int, list[float]], pair: int, ts: float) -> None:
 
 
 def pair_count_24h(state: ActorState, pair: int) -> float:
-    """Decayed count of ``pair`` (an event's ``pair_hash``) over ~24 h as of ``state.win_ts`` (0 if not counted)."""
+    """Decayed count of ``pair`` (an event's ``pair_hash``) over ~24 h as of
+    ``state.win_ts`` (0 if not counted)."""
     entry = state.pairs_24h.get(pair)
     if entry is None:
         return 0.0
@@ -465,8 +466,9 @@ def state_from_bytes(data: bytes) -> ActorState:
     if data[:1] == b"[":
         return _state_from_json(data)
     values = _decode_msgpack(data)
-    if not isinstance(values, list) or not values or values[0] != STATE_FORMAT:
-        raise ValueError(f"unknown actor state format {values[0] if values else values!r}")
+    version = values[0] if isinstance(values, list) and values else None
+    if version != STATE_FORMAT:
+        raise ValueError(f"unknown actor state format {version!r}")
     return ActorState(*values[1:])
 
 

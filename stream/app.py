@@ -108,9 +108,9 @@ class ActorStateTable(faust.Table):
     changelog), so the state moves with the partition on rebalance and recovery.
     """
 
-    # Faust sends changelog records "soon" and commits input offsets without waiting for
-    # them, so a kill -9 between the two loses state for events that are never redelivered.
-    # We keep each record's delivery future and wait for them before the batch is acked.
+    # A batch's input offsets are committed once it is acked; acked before the broker has its
+    # changelog records, a kill -9 in between would lose state for events never redelivered.
+    # So each record's delivery future is kept, and acknowledged() waits for them first.
     _unacknowledged: list[Any] | None = None
 
     async def put_many(self, records: list[tuple[bytes, bytes, int]]) -> None:
