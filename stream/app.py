@@ -27,7 +27,7 @@ from stream.collector import tune_collector
 from stream.intake import BatchingApp, BatchIntake
 from stream.logs import logging_config
 from stream.metrics import WorkerMetrics
-from stream.processing import BatchProcessor, count_in_slices
+from stream.processing import BatchProcessor, measure_in_slices
 from stream.security import faust_credentials
 from stream.settings import Settings
 
@@ -242,6 +242,7 @@ async def score_access_events(stream: faust.StreamT) -> None:
     app.topics.add(stream.channel)
     consumer = app.consumer
     processor()  # load the model before the first batch
+    first_batch = True
     async for batches in app.intake.batches(
         settings.batch_max_events, settings.batch_max_ms / 1000
     ):
@@ -263,6 +264,11 @@ async def score_access_events(stream: faust.StreamT) -> None:
             return
         if _COUNT_KEYS_EACH_BATCH:
             metrics.actor_states.set(len(actor_state))
+        if first_batch:  # the recovered states: counted now, not only in 5 minutes
+            first_batch = False
+            task = asyncio.ensure_future(recount_actor_states())
+            _BACKGROUND.add(task)  # the loop keeps only a weak reference to a task
+            task.add_done_callback(_BACKGROUND.discard)
 
 
 async def _stop_worker(exc: Exception, events: int) -> None:
@@ -302,26 +308,41 @@ async def refresh_gauges() -> None:
         metrics.consumer_lag.labels(partition=str(tp.partition)).set(max(0, highwater - done))
 
 
-# The memory store knows its size; RocksDB's len() walks every key (and its key estimate counts
-# overwrites: 6x too high in bench_memory), so on RocksDB the actors are counted on a timer,
-# a slice at a time between batches.
+# The memory store knows its length; RocksDB's len() walks every key (and its key estimate
+# counts overwrites: 6x too high in bench_memory). So on RocksDB the actors are counted on a
+# timer, a slice at a time between batches; the same pass re-bases the bytes-of-state gauge
+# on both stores (the running total of writes has not seen states recovered after a restart).
 _COUNT_KEYS_EACH_BATCH = settings.store.startswith("memory://")
-_KEYS_PER_SLICE = 20_000
+_BACKGROUND: set[asyncio.Future] = set()
+_VALUES_PER_SLICE = 20_000
+RECOUNT_INTERVAL_S = 300.0
 
 
-@app.timer(interval=300.0)
-async def count_actor_states() -> None:
-    """The actor count of a RocksDB store (about 1 s of CPU per million actors)."""
-    if _COUNT_KEYS_EACH_BATCH or _processor is None:
+async def recount_actor_states() -> None:
+    """Count the actors and bytes of state held (about 1 s of CPU per million actors)."""
+    if _processor is None:
         return
     generation = app.consumer_generation_id
-    count = await count_in_slices(
-        actor_state.keys(),
-        _KEYS_PER_SLICE,
+    written_before = _processor.state_bytes
+    # The memory store is a dict that batches change between slices: measure a copy.
+    values = list(actor_state.values()) if _COUNT_KEYS_EACH_BATCH else actor_state.values()
+    measured = await measure_in_slices(
+        values,
+        _VALUES_PER_SLICE,
         still_valid=lambda: app.consumer_generation_id == generation and not app.rebalancing,
     )
-    if count is not None:
-        metrics.actor_states.set(count)
+    if measured is None:
+        return
+    count, size = measured
+    metrics.actor_states.set(count)
+    # Keep what the batches wrote meanwhile (exact for the memory store's copy).
+    _processor.state_bytes = size + (_processor.state_bytes - written_before)
+    metrics.state_bytes.set(_processor.state_bytes)
+
+
+@app.timer(interval=RECOUNT_INTERVAL_S)
+async def recount_actor_states_now_and_then() -> None:
+    await recount_actor_states()
 
 
 @app.timer(interval=10.0)

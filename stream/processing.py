@@ -119,24 +119,26 @@ class StateStore:
         raise NotImplementedError
 
 
-async def count_in_slices(
-    keys: Iterable[object], per_slice: int, still_valid: Callable[[], bool]
-) -> int | None:
-    """Count ``keys``, yielding to the event loop every ``per_slice`` keys; None when
-    ``still_valid()`` turns false on the way (the partitions moved: the count is stale).
+async def measure_in_slices(
+    values: Iterable[bytes], per_slice: int, still_valid: Callable[[], bool]
+) -> tuple[int, int] | None:
+    """``(count, total bytes)`` of ``values``, yielding to the event loop every ``per_slice``
+    values; None when ``still_valid()`` turns false on the way (the partitions moved).
 
     >>> import asyncio
-    >>> asyncio.run(count_in_slices(range(25), 10, lambda: True))
-    25
-    >>> asyncio.run(count_in_slices(range(25), 10, lambda: False))
+    >>> asyncio.run(measure_in_slices([b"ab"] * 25, 10, lambda: True))
+    (25, 50)
+    >>> asyncio.run(measure_in_slices([b"ab"] * 25, 10, lambda: False))
     """
-    count = 0
-    for count, _ in enumerate(keys, 1):
+    count = size = 0
+    for value in values:
+        count += 1
+        size += len(value)
         if count % per_slice == 0:
             await asyncio.sleep(0)  # let a batch through
             if not still_valid():
                 return None
-    return count
+    return count, size
 
 
 class BatchProcessor:
@@ -170,7 +172,10 @@ class BatchProcessor:
         # batch runs (a failed batch leaves none behind) and only used when the table still
         # holds exactly those bytes, so the table stays the one source of truth.
         self._decoded: dict[str, tuple[bytes, ActorState, int, int]] = {}
-        self.state_bytes = 0  # bytes of actor state written by this worker (running total)
+        # Bytes of actor state held: a running total of this worker's writes, re-based on
+        # the store's contents by stream/app.py's periodic recount (after a restart the store
+        # holds recovered states this total has not seen).
+        self.state_bytes = 0
         self.unreadable_states = 0  # stored states that could not be read (actor restarted)
         self.last_offset: dict[int, int] = {}  # input partition -> last processed offset
         self.detector = detector

@@ -9,7 +9,7 @@ import orjson
 from models.artifact import load_model
 from models.detector import Detector
 from stream.metrics import WorkerMetrics
-from stream.processing import BatchProcessor, RawMessage, count_in_slices, decode_stored_state
+from stream.processing import BatchProcessor, RawMessage, decode_stored_state, measure_in_slices
 from tests.helpers import event_bytes
 
 
@@ -115,7 +115,7 @@ def test_the_decoded_state_cache_keeps_the_most_recently_written_actors(small_mo
     assert list(processor._decoded) == ["e", "c", "f"]
 
 
-def test_counting_keys_in_slices_lets_the_loop_run_and_gives_up_when_partitions_move():
+def test_measuring_states_in_slices_lets_the_loop_run_and_gives_up_when_partitions_move():
     async def count_while_another_task_runs(still_valid):
         ticks = 0
 
@@ -127,12 +127,12 @@ def test_counting_keys_in_slices_lets_the_loop_run_and_gives_up_when_partitions_
 
         task = asyncio.create_task(other_task())
         await asyncio.sleep(0)
-        count = await count_in_slices(iter(range(100_000)), 10_000, still_valid)
+        count = await measure_in_slices(iter([b"abc"] * 100_000), 10_000, still_valid)
         task.cancel()
         return count, ticks
 
-    count, ticks = asyncio.run(count_while_another_task_runs(lambda: True))
-    assert count == 100_000 and ticks >= 10  # the loop ran between slices
+    measured, ticks = asyncio.run(count_while_another_task_runs(lambda: True))
+    assert measured == (100_000, 300_000) and ticks >= 10  # the loop ran between slices
     assert asyncio.run(count_while_another_task_runs(lambda: False))[0] is None
 
 

@@ -110,6 +110,19 @@ def _verify_nothing_lost(
     assert {a["alert_id"] for a in stream_alerts} == {a["alert_id"] for a in offline}
 
 
+def assert_the_state_gauge_counts_the_whole_store(deployment: Deployment, worker) -> None:
+    """After a restart the bytes-of-state gauge counts every state the store holds, the
+    recovered ones too, not only what the restarted worker wrote: it ends equal to the sizes
+    of every actor's latest changelog record."""
+    topic = f"{deployment.settings.app_id}-actor-state-changelog"
+    latest = {record.key: len(record.value) for record in deployment.read_topic(topic)}
+    deadline, gauge = time.monotonic() + 15, -1.0
+    while time.monotonic() < deadline and gauge != sum(latest.values()):
+        gauge = worker.metric("insiderwatch_actor_state_bytes")
+        time.sleep(0.5)
+    assert gauge == sum(latest.values()) > 0, (gauge, sum(latest.values()))
+
+
 def test_kill_9_mid_stream_loses_nothing_and_restores_state(
     kafka_broker, small_model, tmp_path, report
 ):
@@ -128,6 +141,7 @@ def test_kill_9_mid_stream_loses_nothing_and_restores_state(
         _verify_nothing_lost(
             deployment, values, positions, small_model, "crash", second, killed_at, report
         )
+        assert_the_state_gauge_counts_the_whole_store(deployment, second)
     finally:
         deployment.stop()
 

@@ -12,7 +12,12 @@ import time
 import pytest
 
 from tests.integration.harness import Deployment
-from tests.integration.test_faults import N_EVENTS, _verify_nothing_lost, _workload
+from tests.integration.test_faults import (
+    N_EVENTS,
+    _verify_nothing_lost,
+    _workload,
+    assert_the_state_gauge_counts_the_whole_store,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -44,5 +49,6 @@ def test_kill_9_on_the_rocksdb_store_loses_nothing_and_restarts_from_its_own_dis
         _verify_nothing_lost(
             deployment, values, positions, small_model, "rocksdb crash", second, killed_at, report
         )
+        assert_the_state_gauge_counts_the_whole_store(deployment, second)
     finally:
         deployment.stop()
