@@ -224,9 +224,10 @@ class LocalKafka:
             timeout=120,
         )
         if result.returncode != 0:
+            output = (result.stderr or result.stdout).strip().splitlines()
+            reasons = [line for line in output if "Exception" in line or "Error" in line]
             raise BrokerError(
-                "formatting the Kafka storage failed: "
-                + (result.stderr or result.stdout).strip()[-300:]
+                "formatting the Kafka storage failed: " + " / ".join((reasons or output)[:3])[:500]
             )
 
     def pid(self) -> int | None:
@@ -305,7 +306,16 @@ class LocalKafka:
         self.install()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._write_config()
-        self._format_storage()
+        try:
+            self._format_storage()
+        except BrokerError:
+            if not fresh:
+                raise
+            # Seen once when a run started right after the previous one stopped its broker:
+            # a disposable broker's data is wiped again and formatted once more.
+            time.sleep(1.0)
+            self.wipe_data()
+            self._format_storage()
         stdout = open(self.log_dir / "stdout.log", "ab")  # noqa: SIM115 - owned by the child
         process = subprocess.Popen(
             [
