@@ -262,7 +262,7 @@ async def score_access_events(stream: faust.StreamT) -> None:
         except Exception as exc:
             await _stop_worker(exc, sum(len(batch.messages) for batch in current))
             return
-        if _COUNT_KEYS_EACH_BATCH:
+        if _IN_MEMORY_STORE:
             metrics.actor_states.set(len(actor_state))
         if first_batch:  # the recovered states: counted now, not only in 5 minutes
             first_batch = False
@@ -312,7 +312,7 @@ async def refresh_gauges() -> None:
 # counts overwrites: 6x too high in bench_memory). So on RocksDB the actors are counted on a
 # timer, a slice at a time between batches; the same pass re-bases the bytes-of-state gauge
 # on both stores (the running total of writes has not seen states recovered after a restart).
-_COUNT_KEYS_EACH_BATCH = settings.store.startswith("memory://")
+_IN_MEMORY_STORE = settings.store.startswith("memory://")
 _BACKGROUND: set[asyncio.Future] = set()
 _VALUES_PER_SLICE = 20_000
 RECOUNT_INTERVAL_S = 300.0
@@ -325,7 +325,7 @@ async def recount_actor_states() -> None:
     generation = app.consumer_generation_id
     written_before = _processor.state_bytes
     # The memory store is a dict that batches change between slices: measure a copy.
-    values = list(actor_state.values()) if _COUNT_KEYS_EACH_BATCH else actor_state.values()
+    values = list(actor_state.values()) if _IN_MEMORY_STORE else actor_state.values()
     measured = await measure_in_slices(
         values,
         _VALUES_PER_SLICE,
@@ -342,6 +342,8 @@ async def recount_actor_states() -> None:
 
 @app.timer(interval=RECOUNT_INTERVAL_S)
 async def recount_actor_states_now_and_then() -> None:
+    # Faust wraps a timer's function in its own task, so the recount itself stays a plain
+    # coroutine that the agent can also start after its first batch.
     await recount_actor_states()
 
 
