@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from models.artifact import Model
+from models.compiled import FLAG_LATE, FLAG_POINT, FLAG_SUSTAINED, PackedBatch, RoleTable, run_waves
 from models.events import AccessEvent
 from models.explain import explain, summarise
 from models.features import (
@@ -38,17 +39,15 @@ from models.incidents import SEVERITIES, IncidentSettings, incident_fields, step
 from models.peers import PeerBaseline
 from models.state import (
     ActorState,
-    absorb_into_baseline,
     advance_windows,
-    count_rare_access,
     new_state,
     rebaseline_for_new_role,
 )
-from models.sustained import cusum_step
 
 __all__ = ["Scored", "BatchOutcome", "Detector", "observe", "rfc3339", "ALERT_SCHEMA"]
 
 ALERT_SCHEMA = "insiderwatch.alert/v1"
+_FLAGGED = FLAG_POINT | FLAG_SUSTAINED
 WARMUP_ACTIVE_DAYS = 3
 
 
@@ -108,19 +107,6 @@ class BatchOutcome:
     alerts: list[dict]
 
 
-def _waves(events: Sequence[AccessEvent]) -> list[list[int]]:
-    """Group event indices so that wave k holds each actor's k-th event (input order kept)."""
-    position: dict[str, int] = {}
-    waves: list[list[int]] = []
-    for index, event in enumerate(events):
-        k = position.get(event.actor_id, 0)
-        position[event.actor_id] = k + 1
-        if k == len(waves):
-            waves.append([])
-        waves[k].append(index)
-    return waves
-
-
 class Detector:
     """Scores events with a :class:`~models.artifact.Model` and emits explained alerts.
 
@@ -144,6 +130,7 @@ class Detector:
         self._cusum_reference = float(sustained.get("reference", 1.0))
         self._cusum_limit = float(sustained.get("limit", float("inf")))
         self._pseudonymize_key = pseudonymize_key
+        self._roles = RoleTable(model.peers)
 
     def warm_up(self) -> None:
         """Run the compiled scorer and attribution once, so the first real batch does not pay
@@ -172,76 +159,111 @@ class Detector:
         states: MutableMapping[str, ActorState],
         detected_at: str,
     ) -> BatchOutcome:
-        """Score ``events`` in order, updating ``states`` in place."""
+        """Score ``events`` in order, updating ``states`` in place.
+
+        The compiled kernel (:mod:`models.compiled`) runs the waves; after a wave that flagged
+        events it hands back, and the flagged events are explained and grouped here, with
+        their actors' states as they were at those events.
+        """
+        if not events:
+            return BatchOutcome(scored=[], alerts=[])
         model = self.model
-        peers = model.peers
-        scored: list[Scored | None] = [None] * len(events)
+        forest = model.forest
+        batch = PackedBatch(events, states, self._roles)
+        n = len(events)
+        x = np.empty((n, len(model.feature_names)), dtype=np.float64)
+        scores = np.empty(n, dtype=np.float64)
+        flags = np.zeros(n, dtype=np.int64)
+        child, feature, threshold32, tree_depth = forest.layout
         alerts: list[dict] = []
-        for wave in _waves(events):
-            rows = []
-            wave_states = []
-            for index in wave:
-                state, is_late, is_rare, row = observe(events[index], states, peers)
-                rows.append(row)
-                wave_states.append((state, is_late, is_rare))
-            matrix = np.asarray(rows, dtype=np.float64)
-            wave_scores = score(model.forest, matrix).tolist()
-            # Unflagged events (nearly all) are settled in this pass; flagged ones need the
-            # wave's attributions first. Each actor is in a wave once, so the order in which
-            # different actors are settled does not change any result.
-            flagged: list[tuple[int, str]] = []
-            for position, index in enumerate(wave):
-                event = events[index]
-                state, is_late, is_rare = wave_states[position]
-                value = wave_scores[position]
-                state.cusum = cusum_step(
-                    state.cusum, state.cusum_ts, event.ts, value, self._cusum_reference
+        wave = 0
+        while wave < batch.n_waves:
+            wave = run_waves(
+                batch.states,
+                batch.events,
+                batch.field_hashes,
+                batch.field_rarities,
+                batch.roles,
+                0.0,
+                batch.order,
+                batch.starts,
+                wave,
+                True,
+                child,
+                feature,
+                threshold32,
+                tree_depth,
+                forest.node_value,
+                forest.roots,
+                forest.denominator,
+                self.threshold,
+                self._cusum_reference,
+                self._cusum_limit,
+                x,
+                scores,
+                flags,
+            )
+            in_wave = batch.wave(wave - 1)
+            flagged = in_wave[(flags[in_wave] & _FLAGGED) != 0].tolist()
+            if flagged:
+                alerts.extend(
+                    self._settle_flagged(events, batch, flagged, x, scores, flags, detected_at)
                 )
-                if event.ts > state.cusum_ts:
-                    state.cusum_ts = event.ts
-                if value >= self.threshold:
-                    flagged.append((position, "point"))
-                elif state.cusum >= self._cusum_limit:
-                    flagged.append((position, "sustained"))
-                else:
-                    scored[index] = Scored(event, value, False, is_late)
-                    absorb_into_baseline(state, event)
-                    if is_rare and not is_late:
-                        count_rare_access(state, event)
-            if not flagged:
-                continue
-            attributions = path_attribution(model.forest, matrix[[p for p, _ in flagged]])
-            for (position, trigger), attribution in zip(flagged, attributions, strict=True):
-                index = wave[position]
-                event = events[index]
-                state, is_late, _ = wave_states[position]
-                value = wave_scores[position]
-                scored[index] = Scored(event, value, True, is_late)
-                step = step_incident(
-                    state.incident,
-                    event.actor_id,
-                    event.event_id,
-                    event.ts,
-                    value,
-                    self.severity_level(value),
-                    self.incident_settings,
-                )
-                state.incident = step.incident
-                if step.emit:
-                    alerts.append(
-                        self._alert(
-                            event,
-                            state,
-                            value,
-                            is_late,
-                            step,
-                            attribution,
-                            detected_at,
-                            trigger,
-                            matrix[position],
-                        )
+        batch.unpack()
+        values = scores.tolist()
+        bits = flags.tolist()
+        return BatchOutcome(
+            scored=[
+                Scored(event, value, bool(bit & _FLAGGED), bool(bit & FLAG_LATE))
+                for event, value, bit in zip(events, values, bits, strict=True)
+            ],
+            alerts=alerts,
+        )
+
+    def _settle_flagged(
+        self,
+        events: Sequence[AccessEvent],
+        batch: PackedBatch,
+        flagged: list[int],
+        x: np.ndarray,
+        scores: np.ndarray,
+        flags: np.ndarray,
+        detected_at: str,
+    ) -> list[dict]:
+        """Incident steps and alerts of one wave's flagged events (input order)."""
+        batch.unpack([batch.slots[events[j].actor_id] for j in flagged])
+        attributions = path_attribution(self.model.forest, x[flagged])
+        alerts = []
+        for j, attribution in zip(flagged, attributions, strict=True):
+            event = events[j]
+            state = batch.actors[batch.slots[event.actor_id]]
+            value = float(scores[j])
+            step = step_incident(
+                state.incident,
+                event.actor_id,
+                event.event_id,
+                event.ts,
+                value,
+                self.severity_level(value),
+                self.incident_settings,
+            )
+            state.incident = step.incident
+            if step.emit:
+                trigger = "point" if flags[j] & FLAG_POINT else "sustained"
+                alerts.append(
+                    self._alert(
+                        event,
+                        state,
+                        value,
+                        bool(flags[j] & FLAG_LATE),
+                        step,
+                        attribution,
+                        detected_at,
+                        trigger,
+                        x[j],
                     )
-        return BatchOutcome(scored=[s for s in scored if s is not None], alerts=alerts)
+                )
+        return alerts
 
     def _alert(
         self, event, state, value, is_late, step, attribution, detected_at, trigger, features

@@ -16,13 +16,14 @@ import numpy as np
 from sklearn.ensemble import IsolationForest
 
 from models.artifact import save_model
-from models.detector import observe, rfc3339
+from models.compiled import RoleTable, featurize
+from models.detector import rfc3339
 from models.events import AccessEvent
 from models.features import FEATURE_NAMES, FEATURE_VERSION, FEATURES
 from models.forest import export_forest, path_attribution, score
 from models.incidents import DEFAULT_ALERT_BUDGET, IncidentSettings
 from models.peers import PeerBaseline, build_peer_baseline
-from models.state import DAY_S, ActorState, absorb_into_baseline, count_rare_access
+from models.state import DAY_S, ActorState
 from models.sustained import CUSUM_TAU_S, cusum_series
 
 __all__ = [
@@ -39,6 +40,7 @@ POINT_SHARE = 0.5  # share of the budget for single-event anomalies; the rest is
 # up to a sustained alert, while a burst of clearly unusual accesses still does.
 CUSUM_REFERENCE_QUANTILE = 0.9998
 SCORE_QUANTILES = (0.5, 0.9, 0.99, 0.999, 0.9999)
+_REPLAY_CHUNK = 20_000  # events per kernel call in the training replay
 
 
 def featurize_history(
@@ -48,16 +50,14 @@ def featurize_history(
 ) -> np.ndarray:
     """Feature matrix of a history replay (every event feeds the baseline: no model yet)."""
     states: dict[str, ActorState] = {}
-    rows = []
-    for n, event in enumerate(events, start=1):
-        if progress is not None and n % 10_000 == 0:
-            progress(10_000)
-        state, is_late, is_rare, row = observe(event, states, peers)
-        absorb_into_baseline(state, event)
-        if is_rare and not is_late:
-            count_rare_access(state, event)
-        rows.append(row)
-    return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURE_NAMES))
+    roles = RoleTable(peers)
+    parts = [np.zeros((0, len(FEATURE_NAMES)), dtype=np.float64)]
+    for start in range(0, len(events), _REPLAY_CHUNK):
+        chunk = events[start : start + _REPLAY_CHUNK]
+        parts.append(featurize(chunk, states, roles))
+        if progress is not None:
+            progress(len(chunk))
+    return np.concatenate(parts)
 
 
 # Severity = how much shorter the average isolation path is than at the alert threshold.

@@ -1,0 +1,935 @@
+"""The detection loop compiled with numba: state updates, features, scoring and the decision.
+
+:func:`models.detector.observe` and the functions of :mod:`models.state` and
+:mod:`models.features` are the readable definition of what insiderwatch computes for one
+event. In pure Python they cost ~20 us per event (attribute look-ups, small lists, boxed
+floats), which made detection two thirds of a worker's CPU. This module runs the same
+arithmetic, in the same order, over a batch at once:
+
+* the batch's actor states are packed into one float64 matrix, one row per actor
+  (:data:`WIDTH` columns; the layout below), integers held exactly (all < 2**53);
+* each event becomes one row of an event matrix (:func:`pack_events`), with what needs a
+  string or a dictionary (the role's share of the pair and of each field) looked up in Python;
+* :func:`run_waves` processes the batch wave by wave (wave k = every actor's k-th event, see
+  :mod:`models.detector`): rebaseline on a change of role, advance the windows, compute the
+  feature row, walk the forest for the whole wave, then settle each event (CUSUM, threshold,
+  baseline). It stops after a wave that flagged an event, so the caller can explain and group
+  it with the actor's state exactly as it was at that event.
+
+Training, offline ``score`` and the worker all run this kernel; ``tests/test_compiled.py``
+checks it against the Python definition bit for bit (features, scores, states) on simulated
+traffic with insider scenarios, late events and role changes. Why numba: it is already the
+scorer's compiler (see :mod:`models.forest`), and a loop over a few hundred floats per event
+is what it compiles well; the Python definition stays as the specification the tests hold
+the kernel to.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, MutableMapping, Sequence
+
+import numpy as np
+from numba import njit
+
+from models.events import AccessEvent, stable_hash
+from models.features import (
+    FEATURE_NAMES,
+    MATURE_EVENTS,
+    PRIOR_DAYS,
+    PRIOR_EVENTS,
+    RARE_SURPRISAL,
+)
+from models.forest import _walk_depths, isolation_score
+from models.peers import PROBABILITY_FLOOR, PeerBaseline
+from models.state import (
+    DAILY_EWMA_ALPHA,
+    DAY_S,
+    HISTOGRAM_HALVING_AT,
+    LATENESS_S,
+    MAX_DEVICES,
+    MAX_FIELDS_SEEN,
+    MAX_IPS,
+    MAX_PAIRS,
+    MAX_PAIRS_24H,
+    OTHER_PAIRS,
+    REBASELINE_COOLDOWN_S,
+    REBASELINE_DAYS,
+    REBASELINE_EVENTS,
+    RECENT_RESOURCES,
+    UNKNOWN_ROLE,
+    ActorState,
+    new_state,
+)
+from models.sustained import CUSUM_TAU_S
+
+__all__ = [
+    "WIDTH",
+    "pack_states",
+    "unpack_state",
+    "pack_events",
+    "RoleTable",
+    "run_waves",
+    "wave_order",
+    "PackedBatch",
+    "featurize",
+    "FLAG_LATE",
+    "FLAG_RARE",
+    "FLAG_POINT",
+    "FLAG_SUSTAINED",
+]
+
+# --- actor state row -------------------------------------------------------------------------
+(
+    FIRST_TS,
+    LAST_TS,
+    N_SEEN,
+    WIN_TS,
+    DAY,
+    DAY_EVENTS,
+    DAY_CLEAN_EVENTS,
+    DAY_CLEAN_RECORDS,
+    ACTIVE_DAYS,
+    EWMA_DAY_EVENTS,
+    EWMA_DAY_RECORDS,
+    HIST_N,
+    NO_TICKET_N,
+    CUSUM,
+    CUSUM_TS,
+    REBASELINED_TS,
+    ROLE,
+    N_IPS,
+    N_DEVICES,
+    N_FIELDS,
+    N_RECENT,
+    N_PAIRS,
+    N_PAIRS_24H,
+) = range(23)
+WIN = 23
+HOURS = WIN + 18
+WEEKDAYS = HOURS + 24
+IPS = WEEKDAYS + 7  # (hash, seen at) pairs
+DEVICES = IPS + 2 * MAX_IPS
+FIELDS = DEVICES + 2 * MAX_DEVICES
+RECENT = FIELDS + MAX_FIELDS_SEEN
+MAX_PAIR_ENTRIES = MAX_PAIRS + 1  # the folded OTHER_PAIRS entry included
+PAIRS = RECENT + RECENT_RESOURCES  # (pair hash, count) pairs, in the dict's order
+PAIRS_24H = PAIRS + 2 * MAX_PAIR_ENTRIES  # (pair hash, decayed count, as of) triples
+WIDTH = PAIRS_24H + 3 * MAX_PAIRS_24H
+
+# --- event row -------------------------------------------------------------------------------
+(
+    E_SLOT,
+    E_ROLE,
+    E_TS,
+    E_RECORDS,
+    E_PAIR,
+    E_TICKET,
+    E_SUCCESS,
+    E_RESOURCE,
+    E_IP,
+    E_DEVICE,
+    E_P_ROLE_PAIR,
+    E_PAIR_RARITY,
+    E_FIELDS_FROM,
+    E_FIELDS_TO,
+) = range(14)
+E_WIDTH = 14
+NO_HASH = -1.0  # an absent IP or device (hashes are crc32 values, never negative)
+
+# --- role row --------------------------------------------------------------------------------
+R_HOUR = 0
+R_WEEKDAY = 24
+R_MEDIAN_DAY_EVENTS = 31
+R_MEDIAN_DAY_RECORDS = 32
+R_NO_TICKET_SHARE = 33
+R_P99_RECORDS = 34
+R_WIDTH = 35
+
+# --- per-event outcome flags -----------------------------------------------------------------
+FLAG_LATE = 1
+FLAG_RARE = 2
+FLAG_POINT = 4
+FLAG_SUSTAINED = 8
+
+_TAU_10M, _TAU_1H, _TAU_24H = 600.0, 3600.0, 86400.0
+_N_Q = 6  # quantities per window (models.state.N_QUANTITIES)
+_WORKING_HOURS_PER_DAY = 8.0
+_ZEROS = [0.0] * WIDTH
+
+
+# --- packing (Python) ------------------------------------------------------------------------
+def _pad(row: list, values: list, capacity: int, what: str) -> None:
+    if len(values) > capacity:
+        raise ValueError(f"actor state holds {len(values)} {what}, more than {capacity}")
+    row.extend(values)
+    row.extend(_ZEROS[: capacity - len(values)])
+
+
+def _state_row(state: ActorState, role_code: int) -> list:
+    """One actor state as a flat list of :data:`WIDTH` numbers (raises on a malformed state)."""
+    if len(state.win) != 18 or len(state.hours) != 24 or len(state.weekdays) != 7:
+        raise ValueError("actor state has windows or histograms of the wrong length")
+    row = [
+        state.first_ts,
+        state.last_ts,
+        state.n_seen,
+        state.win_ts,
+        state.day,
+        state.day_events,
+        state.day_clean_events,
+        state.day_clean_records,
+        state.active_days,
+        state.ewma_day_events,
+        state.ewma_day_records,
+        state.hist_n,
+        state.no_ticket_n,
+        state.cusum,
+        state.cusum_ts,
+        state.rebaselined_ts,
+        role_code,
+        len(state.ips),
+        len(state.devices),
+        len(state.fields_seen),
+        len(state.recent_resources),
+        len(state.pairs),
+        len(state.pairs_24h),
+    ]
+    row.extend(state.win)
+    row.extend(state.hours)
+    row.extend(state.weekdays)
+    _pad(row, [v for entry in state.ips for v in entry], 2 * MAX_IPS, "IP numbers")
+    _pad(row, [v for entry in state.devices for v in entry], 2 * MAX_DEVICES, "devices")
+    _pad(row, state.fields_seen, MAX_FIELDS_SEEN, "fields")
+    _pad(row, state.recent_resources, RECENT_RESOURCES, "recent resources")
+    _pad(row, [v for item in state.pairs.items() for v in item], 2 * MAX_PAIR_ENTRIES, "pairs")
+    _pad(
+        row,
+        [v for key, entry in state.pairs_24h.items() for v in (key, *entry)],
+        3 * MAX_PAIRS_24H,
+        "day pairs",
+    )
+    if len(row) != WIDTH:
+        raise ValueError("actor state has malformed IP, device or pair entries")
+    return row
+
+
+def pack_states(states: Sequence[ActorState], role_codes: dict[str, int]) -> np.ndarray:
+    """The states as a ``(len(states), WIDTH)`` float64 matrix; each ``state.role`` gets a code
+    in ``role_codes`` (added when new)."""
+    rows = []
+    for state in states:
+        code = role_codes.setdefault(state.role, len(role_codes))
+        rows.append(_state_row(state, code))
+    if not rows:
+        return np.zeros((0, WIDTH), dtype=np.float64)
+    return np.array(rows, dtype=np.float64)
+
+
+def unpack_state(row: list, state: ActorState, role_names: Sequence[str]) -> None:
+    """Write a packed row (``matrix[i].tolist()``) back into ``state``; the incident is kept."""
+    state.first_ts = row[FIRST_TS]
+    state.last_ts = row[LAST_TS]
+    state.n_seen = int(row[N_SEEN])
+    state.win_ts = row[WIN_TS]
+    state.day = int(row[DAY])
+    state.day_events = int(row[DAY_EVENTS])
+    state.day_clean_events = int(row[DAY_CLEAN_EVENTS])
+    state.day_clean_records = int(row[DAY_CLEAN_RECORDS])
+    state.active_days = int(row[ACTIVE_DAYS])
+    state.ewma_day_events = row[EWMA_DAY_EVENTS]
+    state.ewma_day_records = row[EWMA_DAY_RECORDS]
+    state.hist_n = int(row[HIST_N])
+    state.no_ticket_n = int(row[NO_TICKET_N])
+    state.cusum = row[CUSUM]
+    state.cusum_ts = row[CUSUM_TS]
+    state.rebaselined_ts = row[REBASELINED_TS]
+    state.role = role_names[int(row[ROLE])]
+    state.win = row[WIN : WIN + 18]
+    state.hours = [int(v) for v in row[HOURS : HOURS + 24]]
+    state.weekdays = [int(v) for v in row[WEEKDAYS : WEEKDAYS + 7]]
+    n = int(row[N_IPS])
+    state.ips = [[int(row[IPS + 2 * i]), int(row[IPS + 2 * i + 1])] for i in range(n)]
+    n = int(row[N_DEVICES])
+    state.devices = [[int(row[DEVICES + 2 * i]), int(row[DEVICES + 2 * i + 1])] for i in range(n)]
+    state.fields_seen = [int(v) for v in row[FIELDS : FIELDS + int(row[N_FIELDS])]]
+    state.recent_resources = [int(v) for v in row[RECENT : RECENT + int(row[N_RECENT])]]
+    n = int(row[N_PAIRS])
+    state.pairs = {int(row[PAIRS + 2 * i]): int(row[PAIRS + 2 * i + 1]) for i in range(n)}
+    n = int(row[N_PAIRS_24H])
+    state.pairs_24h = {
+        int(row[PAIRS_24H + 3 * i]): [row[PAIRS_24H + 3 * i + 1], row[PAIRS_24H + 3 * i + 2]]
+        for i in range(n)
+    }
+
+
+class RoleTable:
+    """Role profiles as rows of numbers for the kernel, and each role's share of pairs and
+    fields for :func:`pack_events` (both cached per role name)."""
+
+    def __init__(self, peers: PeerBaseline) -> None:
+        self.peers = peers
+        self._rows: dict[str, list[float]] = {}
+
+    def row(self, role: str) -> list[float]:
+        found = self._rows.get(role)
+        if found is None:
+            p = self.peers.profile(role)
+            found = [
+                *p.hour_p,
+                *p.weekday_p,
+                p.median_day_events,
+                p.median_day_records,
+                p.no_ticket_share,
+                p.p99_records_per_event,
+            ]
+            self._rows[role] = found
+        return found
+
+    def matrix(self, role_names: Sequence[str]) -> np.ndarray:
+        return np.array([self.row(name) for name in role_names], dtype=np.float64).reshape(
+            len(role_names), R_WIDTH
+        )
+
+
+def pack_events(
+    events: Sequence[AccessEvent],
+    slots: Mapping[str, int],
+    role_codes: dict[str, int],
+    peers: PeerBaseline,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(event matrix, field hashes, field rarities)`` for :func:`run_waves`.
+
+    What needs a string look-up is done here, once per event: the actor's slot, the role code,
+    the role's share of the (action, resource type) pair and ``-ln`` of its share of each
+    returned field, and the hash of the resource (as :func:`models.state.advance_windows`).
+    """
+    rows = []
+    field_hashes: list[int] = []
+    field_rarities: list[float] = []
+    log = math.log
+    profiles = peers.roles
+    fallback = profiles.get("*")
+    for event in events:
+        role = profiles.get(event.actor_role, fallback)
+        p_pair = role.pair_p.get(event.pair, role.unseen_p)
+        start = len(field_hashes)
+        if event.fields:
+            field_p, unseen = role.field_p, role.unseen_p
+            field_hashes.extend(event.field_hashes)
+            for name in event.fields:
+                field_rarities.append(-log(field_p.get(name, unseen)))
+        ip, device = event.ip_hash, event.device_hash
+        rows.append(
+            (
+                slots[event.actor_id],
+                role_codes.setdefault(event.actor_role, len(role_codes)),
+                event.ts,
+                event.record_count,
+                event.pair_hash,
+                1.0 if event.ticket_id else 0.0,
+                1.0 if event.outcome == "success" else 0.0,
+                stable_hash(event.resource_type + "/" + (event.resource_id or event.resource_type)),
+                NO_HASH if ip is None else ip,
+                NO_HASH if device is None else device,
+                p_pair,
+                -log(p_pair),
+                start,
+                len(field_hashes),
+            )
+        )
+    matrix = np.array(rows, dtype=np.float64).reshape(len(rows), E_WIDTH)
+    return (
+        matrix,
+        np.array(field_hashes, dtype=np.float64),
+        np.array(field_rarities, dtype=np.float64),
+    )
+
+
+# --- kernel (numba) --------------------------------------------------------------------------
+@njit(cache=True, nogil=True)
+def _find(s, r, start, count, stride, key):  # pragma: no cover - compiled
+    for i in range(count):
+        if s[r, start + stride * i] == key:
+            return i
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def _delete(s, r, start, count, stride, index):  # pragma: no cover - compiled
+    """Remove entry ``index`` of a list of ``count`` entries, keeping the order (zeros after)."""
+    for i in range(index, count - 1):
+        for k in range(stride):
+            s[r, start + stride * i + k] = s[r, start + stride * (i + 1) + k]
+    for k in range(stride):
+        s[r, start + stride * (count - 1) + k] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def _roll_day(s, r, day):  # pragma: no cover - compiled
+    if s[r, DAY_CLEAN_EVENTS] > 0:
+        s[r, ACTIVE_DAYS] += 1.0
+        if s[r, ACTIVE_DAYS] == 1:
+            s[r, EWMA_DAY_EVENTS] = s[r, DAY_CLEAN_EVENTS]
+            s[r, EWMA_DAY_RECORDS] = s[r, DAY_CLEAN_RECORDS]
+        else:
+            a = DAILY_EWMA_ALPHA
+            s[r, EWMA_DAY_EVENTS] += a * (s[r, DAY_CLEAN_EVENTS] - s[r, EWMA_DAY_EVENTS])
+            s[r, EWMA_DAY_RECORDS] += a * (s[r, DAY_CLEAN_RECORDS] - s[r, EWMA_DAY_RECORDS])
+    s[r, DAY] = day
+    s[r, DAY_EVENTS] = 0.0
+    s[r, DAY_CLEAN_EVENTS] = 0.0
+    s[r, DAY_CLEAN_RECORDS] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def _count_pair(s, r, pair, ts):  # pragma: no cover - compiled
+    n = int(s[r, N_PAIRS_24H])
+    i = _find(s, r, PAIRS_24H, n, 3, pair)
+    if i < 0:
+        if n >= MAX_PAIRS_24H:
+            oldest = 0  # the least recently counted, the first of equals (dict order)
+            for k in range(1, n):
+                if s[r, PAIRS_24H + 3 * k + 2] < s[r, PAIRS_24H + 3 * oldest + 2]:
+                    oldest = k
+            _delete(s, r, PAIRS_24H, n, 3, oldest)
+            n -= 1
+        s[r, PAIRS_24H + 3 * n] = pair
+        s[r, PAIRS_24H + 3 * n + 1] = 1.0
+        s[r, PAIRS_24H + 3 * n + 2] = ts
+        s[r, N_PAIRS_24H] = n + 1
+        return
+    at = PAIRS_24H + 3 * i
+    dt = ts - s[r, at + 2]
+    if dt >= 0:
+        s[r, at + 1] = s[r, at + 1] * math.exp(-dt / _TAU_24H) + 1.0
+        s[r, at + 2] = ts
+    else:
+        s[r, at + 1] += math.exp(dt / _TAU_24H)
+
+
+@njit(cache=True, nogil=True)
+def _pair_count_24h(s, r, pair):  # pragma: no cover - compiled
+    i = _find(s, r, PAIRS_24H, int(s[r, N_PAIRS_24H]), 3, pair)
+    if i < 0:
+        return 0.0
+    value, as_of = s[r, PAIRS_24H + 3 * i + 1], s[r, PAIRS_24H + 3 * i + 2]
+    if as_of == s[r, WIN_TS]:
+        return value
+    return value * math.exp(-(s[r, WIN_TS] - as_of) / _TAU_24H)
+
+
+@njit(cache=True, nogil=True)
+def _advance_windows(s, r, e, j):  # pragma: no cover - compiled
+    """models.state.advance_windows; returns is_late."""
+    ts = e[j, E_TS]
+    if ts < s[r, WIN_TS] - LATENESS_S:
+        return True
+    resource = e[j, E_RESOURCE]
+    n = int(s[r, N_RECENT])
+    found = _find(s, r, RECENT, n, 1, resource)
+    is_new_resource = found < 0
+    if is_new_resource:
+        if n == RECENT_RESOURCES:  # append, then drop the first
+            _delete(s, r, RECENT, n, 1, 0)
+            n -= 1
+        s[r, RECENT + n] = resource
+        s[r, N_RECENT] = n + 1
+    else:
+        _delete(s, r, RECENT, n, 1, found)
+        s[r, RECENT + n - 1] = resource
+
+    _count_pair(s, r, e[j, E_PAIR], ts)
+    records = e[j, E_RECORDS]
+    new_resources = 1.0 if is_new_resource and s[r, N_SEEN] > 0 else 0.0
+    no_ticket = 0.0 if e[j, E_TICKET] != 0.0 else 1.0
+    denied = 0.0 if e[j, E_SUCCESS] != 0.0 else 1.0
+    dt = ts - s[r, WIN_TS]
+    if dt >= 0:
+        for t in range(3):
+            tau = _TAU_10M if t == 0 else (_TAU_1H if t == 1 else _TAU_24H)
+            d = math.exp(-dt / tau)
+            w = WIN + t * _N_Q
+            s[r, w] = s[r, w] * d + 1.0
+            s[r, w + 1] = s[r, w + 1] * d + records
+            s[r, w + 2] = s[r, w + 2] * d + new_resources
+            s[r, w + 3] = s[r, w + 3] * d + no_ticket
+            s[r, w + 4] = s[r, w + 4] * d + denied
+            s[r, w + 5] = s[r, w + 5] * d + 0.0
+    else:
+        for t in range(3):
+            tau = _TAU_10M if t == 0 else (_TAU_1H if t == 1 else _TAU_24H)
+            k = math.exp(dt / tau)
+            w = WIN + t * _N_Q
+            s[r, w] = s[r, w] + 1.0 * k
+            s[r, w + 1] = s[r, w + 1] + records * k
+            s[r, w + 2] = s[r, w + 2] + new_resources * k
+            s[r, w + 3] = s[r, w + 3] + no_ticket * k
+            s[r, w + 4] = s[r, w + 4] + denied * k
+            s[r, w + 5] = s[r, w + 5] + 0.0 * k
+    if dt > 0:
+        s[r, WIN_TS] = ts
+    day = ts // DAY_S  # a float, as int(ts // DAY_S) in Python
+    if day > s[r, DAY]:
+        _roll_day(s, r, day)
+    if day == s[r, DAY]:
+        s[r, DAY_EVENTS] += 1.0
+    s[r, N_SEEN] += 1.0
+    if ts > s[r, LAST_TS]:
+        s[r, LAST_TS] = ts
+    return False
+
+
+@njit(cache=True, nogil=True)
+def _count_rare_access(s, r, ts):  # pragma: no cover - compiled
+    dt = ts - s[r, WIN_TS]
+    if dt < -LATENESS_S:
+        return
+    m = dt if dt < 0.0 else 0.0
+    s[r, WIN + 5] += math.exp(m / _TAU_10M)
+    s[r, WIN + _N_Q + 5] += math.exp(m / _TAU_1H)
+    s[r, WIN + 2 * _N_Q + 5] += math.exp(m / _TAU_24H)
+
+
+@njit(cache=True, nogil=True)
+def _scale_counts(s, r, start, count, keep, total):  # pragma: no cover - compiled
+    for i in range(count):
+        s[r, start + i] = float(int(s[r, start + i]) * keep // total)
+
+
+@njit(cache=True, nogil=True)
+def _rebaseline(s, r, role, ts, unknown):  # pragma: no cover - compiled
+    """models.state.rebaseline_for_new_role."""
+    if role == s[r, ROLE] or role == unknown:
+        return
+    if s[r, ROLE] == unknown or ts - s[r, REBASELINED_TS] < REBASELINE_COOLDOWN_S:
+        s[r, ROLE] = role
+        return
+    s[r, ROLE] = role
+    s[r, REBASELINED_TS] = ts
+    if s[r, HIST_N] > REBASELINE_EVENTS:
+        keep, total = REBASELINE_EVENTS, int(s[r, HIST_N])
+        s[r, HIST_N] = keep
+        s[r, NO_TICKET_N] = float(int(s[r, NO_TICKET_N]) * keep // total)
+        _scale_counts(s, r, HOURS, 24, keep, total)
+        _scale_counts(s, r, WEEKDAYS, 7, keep, total)
+        _scale_pairs(s, r, keep, total)
+    if s[r, ACTIVE_DAYS] > REBASELINE_DAYS:
+        s[r, ACTIVE_DAYS] = REBASELINE_DAYS
+
+
+@njit(cache=True, nogil=True)
+def _scale_pairs(s, r, keep, total):  # pragma: no cover - compiled
+    """pairs = {k: v * keep // total for k, v in pairs.items() if v * keep // total}."""
+    n = int(s[r, N_PAIRS])
+    kept = 0
+    for i in range(n):
+        value = int(s[r, PAIRS + 2 * i + 1]) * keep // total
+        if value:
+            s[r, PAIRS + 2 * kept] = s[r, PAIRS + 2 * i]
+            s[r, PAIRS + 2 * kept + 1] = value
+            kept += 1
+    for i in range(kept, n):
+        s[r, PAIRS + 2 * i] = 0.0
+        s[r, PAIRS + 2 * i + 1] = 0.0
+    s[r, N_PAIRS] = kept
+
+
+@njit(cache=True, nogil=True)
+def _remember(s, r, start, count_at, cap, value, ts):  # pragma: no cover - compiled
+    n = int(s[r, count_at])
+    i = _find(s, r, start, n, 2, value)
+    if i >= 0:
+        s[r, start + 2 * i + 1] = ts
+        return
+    if n < cap:
+        s[r, start + 2 * n] = value
+        s[r, start + 2 * n + 1] = ts
+        s[r, count_at] = n + 1
+        return
+    # Appended, then the least recently seen (the first of equals) forgotten.
+    oldest = 0
+    for k in range(1, n):
+        if s[r, start + 2 * k + 1] < s[r, start + 2 * oldest + 1]:
+            oldest = k
+    if ts < s[r, start + 2 * oldest + 1]:
+        return  # the new entry itself is the oldest
+    _delete(s, r, start, n, 2, oldest)
+    s[r, start + 2 * (n - 1)] = value
+    s[r, start + 2 * (n - 1) + 1] = ts
+
+
+@njit(cache=True, nogil=True)
+def _is_known(s, r, start, count_at, value):  # pragma: no cover - compiled
+    if value == NO_HASH:
+        return True
+    return _find(s, r, start, int(s[r, count_at]), 2, value) >= 0
+
+
+@njit(cache=True, nogil=True)
+def _halve(s, r):  # pragma: no cover - compiled
+    s[r, HIST_N] = float(int(s[r, HIST_N]) // 2)
+    s[r, NO_TICKET_N] = float(int(s[r, NO_TICKET_N]) // 2)
+    for i in range(24):
+        s[r, HOURS + i] = float(int(s[r, HOURS + i]) // 2)
+    for i in range(7):
+        s[r, WEEKDAYS + i] = float(int(s[r, WEEKDAYS + i]) // 2)
+    _scale_pairs(s, r, 1, 2)
+
+
+@njit(cache=True, nogil=True)
+def _absorb(s, r, e, j, field_hashes):  # pragma: no cover - compiled
+    """models.state.absorb_into_baseline."""
+    s[r, HIST_N] += 1.0
+    pair = e[j, E_PAIR]
+    n = int(s[r, N_PAIRS])
+    i = _find(s, r, PAIRS, n, 2, pair)
+    if i >= 0:
+        s[r, PAIRS + 2 * i + 1] += 1.0
+    elif n < MAX_PAIRS:
+        s[r, PAIRS + 2 * n] = pair
+        s[r, PAIRS + 2 * n + 1] = 1.0
+        s[r, N_PAIRS] = n + 1
+    else:
+        other = _find(s, r, PAIRS, n, 2, float(OTHER_PAIRS))
+        if other >= 0:
+            s[r, PAIRS + 2 * other + 1] += 1.0
+        else:
+            s[r, PAIRS + 2 * n] = OTHER_PAIRS
+            s[r, PAIRS + 2 * n + 1] = 1.0
+            s[r, N_PAIRS] = n + 1
+    seen_at = int(e[j, E_TS])
+    day = seen_at // DAY_S
+    s[r, HOURS + (seen_at % DAY_S) // 3600] += 1.0
+    s[r, WEEKDAYS + (day + 3) % 7] += 1.0
+    if e[j, E_TICKET] == 0.0:
+        s[r, NO_TICKET_N] += 1.0
+    if e[j, E_IP] != NO_HASH:
+        _remember(s, r, IPS, N_IPS, MAX_IPS, e[j, E_IP], float(seen_at))
+    if e[j, E_DEVICE] != NO_HASH:
+        _remember(s, r, DEVICES, N_DEVICES, MAX_DEVICES, e[j, E_DEVICE], float(seen_at))
+    for f in range(int(e[j, E_FIELDS_FROM]), int(e[j, E_FIELDS_TO])):
+        n = int(s[r, N_FIELDS])
+        if n < MAX_FIELDS_SEEN and _find(s, r, FIELDS, n, 1, field_hashes[f]) < 0:
+            s[r, FIELDS + n] = field_hashes[f]
+            s[r, N_FIELDS] = n + 1
+    if day == s[r, DAY]:
+        s[r, DAY_CLEAN_EVENTS] += 1.0
+        s[r, DAY_CLEAN_RECORDS] += e[j, E_RECORDS]
+    if s[r, HIST_N] >= HISTOGRAM_HALVING_AT:
+        _halve(s, r)
+
+
+@njit(cache=True, nogil=True)
+def _typical_day(s, r, role_median, actor_value):  # pragma: no cover - compiled
+    days = s[r, ACTIVE_DAYS]
+    return (actor_value * days + role_median * PRIOR_DAYS) / (days + PRIOR_DAYS)
+
+
+@njit(cache=True, nogil=True)
+def _clip(value):  # pragma: no cover - compiled
+    return value if value > 0.0 else 0.0
+
+
+@njit(cache=True, nogil=True)
+def _observe(s, r, e, j, field_hashes, field_rarities, roles, x, xi):  # pragma: no cover
+    """models.detector.observe after the re-baseline: the feature row into ``x[xi]``;
+    returns the event's FLAG_LATE / FLAG_RARE bits."""
+    log = math.log
+    role = int(e[j, E_ROLE])
+    hist_n = s[r, HIST_N]
+    # actor_pair_probability (before the windows advance)
+    i = _find(s, r, PAIRS, int(s[r, N_PAIRS]), 2, e[j, E_PAIR])
+    count = s[r, PAIRS + 2 * i + 1] if i >= 0 else 0.0
+    p_pair = (count + PRIOR_EVENTS * e[j, E_P_ROLE_PAIR]) / (hist_n + PRIOR_EVENTS)
+    # access_surprise
+    denominator = hist_n + PRIOR_EVENTS
+    surprise = -log(p_pair)
+    f_from, f_to = int(e[j, E_FIELDS_FROM]), int(e[j, E_FIELDS_TO])
+    n_fields = int(s[r, N_FIELDS])
+    if f_to > f_from:
+        field_surprise = 0.0
+        for f in range(f_from, f_to):
+            unseen = _find(s, r, FIELDS, n_fields, 1, field_hashes[f]) < 0
+            if unseen and field_rarities[f] > field_surprise:
+                field_surprise = field_rarities[f]
+        surprise += field_surprise
+    no_ticket_share_prior = PRIOR_EVENTS * roles[role, R_NO_TICKET_SHARE]
+    if e[j, E_TICKET] == 0.0:
+        share = (s[r, NO_TICKET_N] + no_ticket_share_prior) / denominator
+        surprise -= log(PROBABILITY_FLOOR if share < PROBABILITY_FLOOR else share)
+    is_late = _advance_windows(s, r, e, j)
+    # role_rarities and is_rare_access
+    pair_rarity = e[j, E_PAIR_RARITY]
+    field_rarity = 0.0
+    if f_to > f_from:
+        field_rarity = field_rarities[f_from]
+        for f in range(f_from + 1, f_to):
+            if field_rarities[f] > field_rarity:
+                field_rarity = field_rarities[f]
+    is_rare = surprise > RARE_SURPRISAL or pair_rarity + field_rarity > RARE_SURPRISAL
+
+    # feature_row (state now includes the event in its windows)
+    hist_n = s[r, HIST_N]
+    mature = hist_n >= MATURE_EVENTS
+    day_events_typ = _typical_day(s, r, roles[role, R_MEDIAN_DAY_EVENTS], s[r, EWMA_DAY_EVENTS])
+    day_records_typ = _typical_day(s, r, roles[role, R_MEDIAN_DAY_RECORDS], s[r, EWMA_DAY_RECORDS])
+    hour_events_typ = day_events_typ / _WORKING_HOURS_PER_DAY
+    hour_records_typ = day_records_typ / _WORKING_HOURS_PER_DAY
+    w10, w1h, w24 = WIN, WIN + _N_Q, WIN + 2 * _N_Q
+    events_10m = s[r, w10]
+    events_1h = s[r, w1h]
+    records_1h = s[r, w1h + 1]
+    new_res_1h = s[r, w1h + 2]
+    no_ticket_1h = s[r, w1h + 3]
+    denied_1h = s[r, w1h + 4]
+    rare_now = 1.0 if is_rare else 0.0
+    rare_1h = s[r, w1h + 5] + rare_now
+    rare_24h = s[r, w24 + 5] + rare_now
+    no_ticket_24h = s[r, w24 + 3]
+    no_ticket_share = (s[r, NO_TICKET_N] + PRIOR_EVENTS * roles[role, R_NO_TICKET_SHARE]) / (
+        hist_n + PRIOR_EVENTS
+    )
+    denominator = hist_n + PRIOR_EVENTS
+    seconds = int(e[j, E_TS])
+    hour = (seconds % DAY_S) // 3600
+    weekday = (seconds // DAY_S + 3) % 7
+    new_ip = mature and not _is_known(s, r, IPS, N_IPS, e[j, E_IP])
+    new_device = mature and not _is_known(s, r, DEVICES, N_DEVICES, e[j, E_DEVICE])
+    pair_share = log((1.0 + _pair_count_24h(s, r, e[j, E_PAIR])) / (1.0 + s[r, w24] * p_pair))
+    x[xi, 0] = _clip(log((1.0 + e[j, E_RECORDS]) / (1.0 + roles[role, R_P99_RECORDS])))
+    x[xi, 1] = _clip(log((1.0 + events_10m) / (1.0 + hour_events_typ / 6.0)))
+    x[xi, 2] = _clip(log((1.0 + records_1h) / (1.0 + hour_records_typ)))
+    x[xi, 3] = _clip(log((1.0 + new_res_1h) / (1.0 + hour_events_typ)))
+    x[xi, 4] = _clip(log((1.0 + no_ticket_1h) / (1.0 + events_1h * no_ticket_share)))
+    x[xi, 5] = log(1.0 + rare_1h)
+    x[xi, 6] = log(1.0 + rare_24h)
+    x[xi, 7] = _clip(log((1.0 + no_ticket_24h) / (1.0 + day_events_typ * no_ticket_share)))
+    x[xi, 8] = pair_rarity
+    x[xi, 9] = field_rarity
+    x[xi, 10] = -log(
+        (s[r, HOURS + hour] + PRIOR_EVENTS * roles[role, R_HOUR + hour]) / denominator
+    ) - log(
+        (s[r, WEEKDAYS + weekday] + PRIOR_EVENTS * roles[role, R_WEEKDAY + weekday]) / denominator
+    )
+    x[xi, 11] = surprise
+    x[xi, 12] = (1.0 if new_ip else 0.0) + (1.0 if new_device else 0.0)
+    x[xi, 13] = log(1.0 + denied_1h)
+    x[xi, 14] = _clip(pair_share)
+    return (FLAG_LATE if is_late else 0) | (FLAG_RARE if is_rare else 0)
+
+
+@njit(cache=True, nogil=True)
+def wave_order(slots):  # pragma: no cover - compiled
+    """``(order, starts)``: event indices wave by wave (wave k = each actor's k-th event, input
+    order within a wave) and where each wave starts in ``order`` (one more entry at the end)."""
+    n = slots.shape[0]
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(1, np.int64)
+    seen = np.zeros(int(slots.max()) + 1, np.int64)
+    k = np.empty(n, np.int64)
+    n_waves = 0
+    for j in range(n):
+        k[j] = seen[slots[j]]
+        seen[slots[j]] += 1
+        if k[j] + 1 > n_waves:
+            n_waves = k[j] + 1
+    starts = np.zeros(n_waves + 1, np.int64)
+    for j in range(n):
+        starts[k[j] + 1] += 1
+    for w in range(n_waves):
+        starts[w + 1] += starts[w]
+    fill = starts[:-1].copy()
+    order = np.empty(n, np.int64)
+    for j in range(n):
+        order[fill[k[j]]] = j
+        fill[k[j]] += 1
+    return order, starts
+
+
+@njit(cache=True, nogil=True)
+def run_waves(  # pragma: no cover - compiled
+    s,
+    e,
+    field_hashes,
+    field_rarities,
+    roles,
+    unknown_role,
+    order,
+    starts,
+    first_wave,
+    detect,
+    child,
+    feature,
+    threshold32,
+    tree_depth,
+    node_value,
+    roots,
+    denominator,
+    alert_threshold,
+    cusum_reference,
+    cusum_limit,
+    x,
+    scores,
+    flags,
+):
+    """Process waves from ``first_wave``; return the index of the next wave to process.
+
+    ``detect`` False is the training replay: no scores, every event feeds the baseline.
+    With ``detect`` the forest scores each wave; an event at or above ``alert_threshold``
+    (FLAG_POINT) or whose CUSUM reaches ``cusum_limit`` (FLAG_SUSTAINED) is flagged and kept
+    out of the baseline, and the function returns after that wave.
+    """
+    n_features = x.shape[1]
+    n_waves = starts.shape[0] - 1
+    x32 = np.empty((order.shape[0], n_features), np.float32)
+    depths = np.empty(order.shape[0], np.float64)
+    for w in range(first_wave, n_waves):
+        a, b = starts[w], starts[w + 1]
+        for q in range(a, b):
+            j = order[q]
+            r = int(e[j, E_SLOT])
+            _rebaseline(s, r, e[j, E_ROLE], e[j, E_TS], unknown_role)
+            flags[j] = _observe(s, r, e, j, field_hashes, field_rarities, roles, x, j)
+        if not detect:
+            for q in range(a, b):
+                j = order[q]
+                r = int(e[j, E_SLOT])
+                _absorb(s, r, e, j, field_hashes)
+                if flags[j] & FLAG_RARE and not flags[j] & FLAG_LATE:
+                    _count_rare_access(s, r, e[j, E_TS])
+            continue
+        m = b - a
+        for q in range(m):
+            j = order[a + q]
+            for c in range(n_features):
+                x32[q, c] = x[j, c]
+        _walk_depths(
+            x32[:m], child, feature, threshold32, tree_depth, node_value, roots, depths[:m]
+        )
+        any_flagged = False
+        for q in range(m):
+            j = order[a + q]
+            r = int(e[j, E_SLOT])
+            value = isolation_score(depths[q], denominator)
+            scores[j] = value
+            ts = e[j, E_TS]
+            dt = ts - s[r, CUSUM_TS]
+            previous = s[r, CUSUM]
+            decayed = previous * math.exp(-dt / CUSUM_TAU_S) if dt > 0 else previous
+            cusum = decayed + value - cusum_reference
+            s[r, CUSUM] = cusum if cusum > 0.0 else 0.0
+            if ts > s[r, CUSUM_TS]:
+                s[r, CUSUM_TS] = ts
+            if value >= alert_threshold:
+                flags[j] |= FLAG_POINT
+                any_flagged = True
+            elif s[r, CUSUM] >= cusum_limit:
+                flags[j] |= FLAG_SUSTAINED
+                any_flagged = True
+            else:
+                _absorb(s, r, e, j, field_hashes)
+                if flags[j] & FLAG_RARE and not flags[j] & FLAG_LATE:
+                    _count_rare_access(s, r, ts)
+        if any_flagged:
+            return w + 1
+    return n_waves
+
+
+# --- batches (Python) ------------------------------------------------------------------------
+class PackedBatch:
+    """A batch of events and its actors' states, packed for :func:`run_waves`.
+
+    ``actors`` are the batch's states in slot order (new actors get :func:`new_state` from
+    their first event, and are added to the caller's mapping); :meth:`unpack` writes the
+    kernel's rows back into them.
+    """
+
+    def __init__(
+        self,
+        events: Sequence[AccessEvent],
+        states: MutableMapping[str, ActorState],
+        roles: RoleTable,
+    ) -> None:
+        slots: dict[str, int] = {}
+        actors: list[ActorState] = []
+        for event in events:
+            if event.actor_id not in slots:
+                state = states.get(event.actor_id)
+                if state is None:
+                    state = new_state(event)
+                    states[event.actor_id] = state
+                slots[event.actor_id] = len(actors)
+                actors.append(state)
+        role_codes = {UNKNOWN_ROLE: 0}
+        self.actors = actors
+        self.slots = slots
+        self.states = pack_states(actors, role_codes)
+        self.events, self.field_hashes, self.field_rarities = pack_events(
+            events, slots, role_codes, roles.peers
+        )
+        self.role_names = list(role_codes)
+        self.roles = roles.matrix(self.role_names)
+        self.order, self.starts = wave_order(self.events[:, E_SLOT].astype(np.int64))
+
+    @property
+    def n_waves(self) -> int:
+        return len(self.starts) - 1
+
+    def wave(self, index: int) -> np.ndarray:
+        """Event indices of wave ``index``, in input order."""
+        return self.order[self.starts[index] : self.starts[index + 1]]
+
+    def unpack(self, slots: Sequence[int] | None = None) -> None:
+        """Write the kernel's rows (all, or those of ``slots``) back into the states."""
+        if slots is None:
+            for state, row in zip(self.actors, self.states.tolist(), strict=True):
+                unpack_state(row, state, self.role_names)
+            return
+        for slot in slots:
+            unpack_state(self.states[slot].tolist(), self.actors[slot], self.role_names)
+
+
+_NO_FOREST = (
+    np.zeros(2, np.int32),
+    np.zeros(1, np.int32),
+    np.zeros(1, np.float32),
+    np.zeros(0, np.int32),
+    np.zeros(1, np.float64),
+    np.zeros(0, np.int32),
+)
+
+
+def featurize(
+    events: Sequence[AccessEvent], states: MutableMapping[str, ActorState], roles: RoleTable
+) -> np.ndarray:
+    """Feature rows of ``events`` when every event feeds the baseline (the training replay:
+    no model yet). ``states`` are updated in place."""
+    n_features = len(FEATURE_NAMES)
+    if not events:
+        return np.zeros((0, n_features), dtype=np.float64)
+    batch = PackedBatch(events, states, roles)
+    x = np.empty((len(events), n_features), dtype=np.float64)
+    flags = np.zeros(len(events), dtype=np.int64)
+    run_waves(
+        batch.states,
+        batch.events,
+        batch.field_hashes,
+        batch.field_rarities,
+        batch.roles,
+        0.0,
+        batch.order,
+        batch.starts,
+        0,
+        False,
+        *_NO_FOREST,
+        1.0,
+        1.0,
+        1.0,
+        1.0,
+        x,
+        np.empty(len(events), dtype=np.float64),
+        flags,
+    )
+    batch.unpack()
+    return x

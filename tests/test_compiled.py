@@ -1,0 +1,167 @@
+"""The compiled detection kernel against the Python definition, bit for bit.
+
+:mod:`models.compiled` must compute exactly what :func:`models.detector.observe` and the
+state functions define: same feature rows, same scores, same flags, same states afterwards.
+The reference below is the pure-Python detection loop (one event at a time), and the traffic
+is built to reach every bounded structure's edge: late events, role changes (and a role
+flipping back within the cool-down), more pairs, IPs, devices, fields and resources than the
+state keeps, histogram halving, missing IPs and devices, denied accesses and insider bursts.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+
+import numpy as np
+import orjson
+import pytest
+
+from models.artifact import load_model
+from models.compiled import RoleTable, featurize
+from models.detector import Detector, observe
+from models.events import parse_event
+from models.forest import score
+from models.incidents import step_incident
+from models.simulate import SimulationConfig, simulate
+from models.state import (
+    HISTOGRAM_HALVING_AT,
+    MAX_DEVICES,
+    MAX_IPS,
+    OTHER_PAIRS,
+    absorb_into_baseline,
+    count_rare_access,
+    state_to_bytes,
+)
+from models.sustained import cusum_step
+
+
+def _edge_traffic(seed: int = 11) -> list:
+    """Simulated traffic with insider scenarios, plus hand-made edge cases woven in."""
+    rng = random.Random(seed)
+    config = SimulationConfig(actors=40, days=16, seed=seed, scenarios_from_day=8)
+    docs = list(simulate(config))
+    docs = [d for d in docs if rng.random() < 0.5]
+    extra = []
+    start = parse_event(orjson.dumps(docs[0])).ts
+    roles = ["customer_support", "seller_support", "unknown", "engineer", "not-in-training"]
+    busy = HISTOGRAM_HALVING_AT + 600  # the histograms are halved before the role changes
+    for i in range(busy + 1500):  # one very busy, very varied actor
+        ts = start + i * 60.0 + rng.random()
+        if i % 97 == 0:
+            ts -= rng.choice([30.0, 1800.0, 4000.0])  # late, some beyond the lateness bound
+        extra.append(
+            {
+                "event_id": f"x{i}",
+                "timestamp": ts,
+                "actor_id": "edge",
+                "actor_role": roles[0] if i < busy else roles[(i // 150) % len(roles)],
+                "action": rng.choice(["view", "export", "search", "edit", "delete"]),
+                "resource_type": f"type{rng.randrange(30)}",
+                "resource_id": rng.choice([None, f"r{rng.randrange(40)}"]),
+                "record_count": rng.choice([1, 1, 3, 250, 40000]),
+                "fields": rng.sample([f"f{k}" for k in range(25)], rng.randrange(4)),
+                "ticket_id": rng.choice([None, "T-1"]),
+                "source_ip": rng.choice([None, *[f"10.0.0.{k}" for k in range(9)]]),
+                "device_id": rng.choice([None, *[f"d{k}" for k in range(6)]]),
+                "outcome": rng.choice(["success", "success", "denied", "failure"]),
+            }
+        )
+    for doc in extra:
+        stamp = datetime.fromtimestamp(doc["timestamp"], UTC).isoformat()
+        doc["timestamp"] = stamp.replace("+00:00", "Z")
+    merged = docs + extra
+    merged.sort(key=lambda d: d["timestamp"])
+    events = [
+        parse_event(orjson.dumps({k: v for k, v in d.items() if v is not None})) for d in merged
+    ]
+    assert all(hasattr(e, "ts") for e in events)
+    return events
+
+
+def _reference(detector: Detector, events: list) -> tuple[list, list, list, dict]:
+    """The Python definition: observe, score, settle, one event at a time."""
+    model, states = detector.model, {}
+    scores, flagged, rows = [], [], []
+    for event in events:
+        state, is_late, is_rare, row = observe(event, states, model.peers)
+        value = float(score(model.forest, np.asarray([row]))[0])
+        state.cusum = cusum_step(
+            state.cusum, state.cusum_ts, event.ts, value, detector._cusum_reference
+        )
+        state.cusum_ts = max(state.cusum_ts, event.ts)
+        flag = value >= detector.threshold or state.cusum >= detector._cusum_limit
+        if flag:
+            state.incident = step_incident(
+                state.incident,
+                event.actor_id,
+                event.event_id,
+                event.ts,
+                value,
+                detector.severity_level(value),
+                detector.incident_settings,
+            ).incident
+        else:
+            absorb_into_baseline(state, event)
+            if is_rare and not is_late:
+                count_rare_access(state, event)
+        scores.append(value)
+        flagged.append(flag)
+        rows.append(row)
+    return scores, flagged, rows, states
+
+
+@pytest.fixture(scope="module")
+def edge_events():
+    return _edge_traffic()
+
+
+def test_the_kernel_scores_and_updates_states_exactly_as_the_python_definition(
+    small_model, edge_events
+):
+    detector = Detector(load_model(small_model))
+    # A low alert bar, so that many events are flagged and kept out of the baseline.
+    values = [s.score for s in detector.process(edge_events, {}, "t").scored]
+    detector.threshold = float(np.quantile(values, 0.97))
+    scores, flagged, _, expected_states = _reference(detector, edge_events)
+    assert 0 < sum(flagged) < len(flagged)
+    for batch_size in (1, 37, 5000, len(edge_events)):
+        states: dict = {}
+        got_scores, got_flagged = [], []
+        for i in range(0, len(edge_events), batch_size):
+            outcome = detector.process(edge_events[i : i + batch_size], states, "t")
+            got_scores += [s.score for s in outcome.scored]
+            got_flagged += [s.flagged for s in outcome.scored]
+        assert got_scores == scores, batch_size
+        assert got_flagged == flagged, batch_size
+        assert {k: state_to_bytes(v) for k, v in states.items()} == {
+            k: state_to_bytes(v) for k, v in expected_states.items()
+        }, batch_size
+
+
+def test_the_training_replay_gives_the_python_features_and_states(small_model, edge_events):
+    peers = load_model(small_model).peers
+    states: dict = {}
+    rows = []
+    for event in edge_events:
+        state, is_late, is_rare, row = observe(event, states, peers)
+        absorb_into_baseline(state, event)
+        if is_rare and not is_late:
+            count_rare_access(state, event)
+        rows.append(row)
+    compiled_states: dict = {}
+    roles = RoleTable(peers)
+    got = np.concatenate(
+        [
+            featurize(edge_events[i : i + 3000], compiled_states, roles)
+            for i in range(0, len(edge_events), 3000)
+        ]
+    )
+    assert np.array_equal(got, np.asarray(rows))
+    edge = compiled_states["edge"]
+    # The traffic reached the edges: folded pairs, full IP and device lists, a re-baseline.
+    assert OTHER_PAIRS in edge.pairs and edge.rebaselined_ts > 0
+    assert len(edge.ips) == MAX_IPS and len(edge.devices) == MAX_DEVICES
+    assert {k: state_to_bytes(v) for k, v in compiled_states.items()} == {
+        k: state_to_bytes(v) for k, v in states.items()
+    }
