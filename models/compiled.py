@@ -66,7 +66,6 @@ from models.sustained import CUSUM_TAU_S
 __all__ = [
     "WIDTH",
     "pack_states",
-    "unpack_state",
     "pack_events",
     "RoleTable",
     "run_waves",
@@ -224,43 +223,6 @@ def pack_states(states: Sequence[ActorState], role_codes: dict[str, int]) -> np.
     if not rows:
         return np.zeros((0, WIDTH), dtype=np.float64)
     return np.array(rows, dtype=np.float64)
-
-
-def unpack_state(row: list, state: ActorState, role_names: Sequence[str]) -> None:
-    """Write a packed row (``matrix[i].tolist()``) back into ``state``; the incident is kept."""
-    state.first_ts = row[FIRST_TS]
-    state.last_ts = row[LAST_TS]
-    state.n_seen = int(row[N_SEEN])
-    state.win_ts = row[WIN_TS]
-    state.day = int(row[DAY])
-    state.day_events = int(row[DAY_EVENTS])
-    state.day_clean_events = int(row[DAY_CLEAN_EVENTS])
-    state.day_clean_records = int(row[DAY_CLEAN_RECORDS])
-    state.active_days = int(row[ACTIVE_DAYS])
-    state.ewma_day_events = row[EWMA_DAY_EVENTS]
-    state.ewma_day_records = row[EWMA_DAY_RECORDS]
-    state.hist_n = int(row[HIST_N])
-    state.no_ticket_n = int(row[NO_TICKET_N])
-    state.cusum = row[CUSUM]
-    state.cusum_ts = row[CUSUM_TS]
-    state.rebaselined_ts = row[REBASELINED_TS]
-    state.role = role_names[int(row[ROLE])]
-    state.win = row[WIN : WIN + 18]
-    state.hours = [int(v) for v in row[HOURS : HOURS + 24]]
-    state.weekdays = [int(v) for v in row[WEEKDAYS : WEEKDAYS + 7]]
-    n = int(row[N_IPS])
-    state.ips = [[int(row[IPS + 2 * i]), int(row[IPS + 2 * i + 1])] for i in range(n)]
-    n = int(row[N_DEVICES])
-    state.devices = [[int(row[DEVICES + 2 * i]), int(row[DEVICES + 2 * i + 1])] for i in range(n)]
-    state.fields_seen = [int(v) for v in row[FIELDS : FIELDS + int(row[N_FIELDS])]]
-    state.recent_resources = [int(v) for v in row[RECENT : RECENT + int(row[N_RECENT])]]
-    n = int(row[N_PAIRS])
-    state.pairs = {int(row[PAIRS + 2 * i]): int(row[PAIRS + 2 * i + 1]) for i in range(n)}
-    n = int(row[N_PAIRS_24H])
-    state.pairs_24h = {
-        int(row[PAIRS_24H + 3 * i]): [row[PAIRS_24H + 3 * i + 1], row[PAIRS_24H + 3 * i + 2]]
-        for i in range(n)
-    }
 
 
 class RoleTable:
@@ -881,13 +843,63 @@ class PackedBatch:
         return self.order[self.starts[index] : self.starts[index + 1]]
 
     def unpack(self, slots: Sequence[int] | None = None) -> None:
-        """Write the kernel's rows (all, or those of ``slots``) back into the states."""
+        """Write the kernel's rows (all, or those of ``slots``) back into the states.
+
+        Column blocks are converted for all rows at once (``astype`` + ``tolist`` is one C
+        loop), which is ~4x faster than converting row by row.
+        """
         if slots is None:
-            for state, row in zip(self.actors, self.states.tolist(), strict=True):
-                unpack_state(row, state, self.role_names)
+            actors, s = self.actors, self.states
+        else:
+            actors, s = [self.actors[slot] for slot in slots], self.states[slots]
+        if not actors:
             return
-        for slot in slots:
-            unpack_state(self.states[slot].tolist(), self.actors[slot], self.role_names)
+        n = len(actors)
+        ints = s.astype(np.int64)
+        scalars = s[:, :WIN].tolist()
+        int_scalars = ints[:, :WIN].tolist()
+        win = s[:, WIN:HOURS].tolist()
+        hours = ints[:, HOURS:WEEKDAYS].tolist()
+        weekdays = ints[:, WEEKDAYS:IPS].tolist()
+        ips = ints[:, IPS:DEVICES].reshape(n, MAX_IPS, 2).tolist()
+        devices = ints[:, DEVICES:FIELDS].reshape(n, MAX_DEVICES, 2).tolist()
+        fields = ints[:, FIELDS:RECENT].tolist()
+        recent = ints[:, RECENT:PAIRS].tolist()
+        pair_keys = ints[:, PAIRS:PAIRS_24H:2].tolist()
+        pair_counts = ints[:, PAIRS + 1 : PAIRS_24H : 2].tolist()
+        day_keys = ints[:, PAIRS_24H:WIDTH:3].tolist()
+        day_values = s[:, PAIRS_24H:WIDTH].reshape(n, MAX_PAIRS_24H, 3)[:, :, 1:].tolist()
+        role_names = self.role_names
+        for i, state in enumerate(actors):
+            f, k = scalars[i], int_scalars[i]
+            state.first_ts = f[FIRST_TS]
+            state.last_ts = f[LAST_TS]
+            state.n_seen = k[N_SEEN]
+            state.win_ts = f[WIN_TS]
+            state.day = k[DAY]
+            state.day_events = k[DAY_EVENTS]
+            state.day_clean_events = k[DAY_CLEAN_EVENTS]
+            state.day_clean_records = k[DAY_CLEAN_RECORDS]
+            state.active_days = k[ACTIVE_DAYS]
+            state.ewma_day_events = f[EWMA_DAY_EVENTS]
+            state.ewma_day_records = f[EWMA_DAY_RECORDS]
+            state.hist_n = k[HIST_N]
+            state.no_ticket_n = k[NO_TICKET_N]
+            state.cusum = f[CUSUM]
+            state.cusum_ts = f[CUSUM_TS]
+            state.rebaselined_ts = f[REBASELINED_TS]
+            state.role = role_names[k[ROLE]]
+            state.win = win[i]
+            state.hours = hours[i]
+            state.weekdays = weekdays[i]
+            state.ips = ips[i][: k[N_IPS]]
+            state.devices = devices[i][: k[N_DEVICES]]
+            state.fields_seen = fields[i][: k[N_FIELDS]]
+            state.recent_resources = recent[i][: k[N_RECENT]]
+            n_pairs = k[N_PAIRS]
+            state.pairs = dict(zip(pair_keys[i][:n_pairs], pair_counts[i][:n_pairs], strict=True))
+            n_pairs = k[N_PAIRS_24H]
+            state.pairs_24h = dict(zip(day_keys[i][:n_pairs], day_values[i][:n_pairs], strict=True))
 
 
 _NO_FOREST = (

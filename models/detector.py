@@ -1,12 +1,14 @@
 """The detection core shared by training, offline ``score`` and the Faust worker.
 
-:func:`observe` advances an actor's state by one event and returns its feature row;
-:class:`Detector` scores batches of events against a model, decides, explains and groups
-alerts into incidents. Both are pure with respect to I/O and the clock (the caller passes
-``detected_at``), so a replay reproduces the live stream's scores and alert ids.
+:func:`observe` advances an actor's state by one event and returns its feature row: it is
+the readable definition of the features. :class:`Detector` scores batches of events against a
+model, decides, explains and groups alerts into incidents; it runs the same arithmetic compiled
+(:mod:`models.compiled`, held to :func:`observe` bit for bit by ``tests/test_compiled.py``).
+Both are pure with respect to I/O and the clock (the caller passes ``detected_at``), so a
+replay reproduces the live stream's scores and alert ids.
 
 Batches are processed in *waves*: wave k holds the k-th event of every actor in the batch.
-Within a wave every actor appears once, so the wave is scored as one vectorised call, and
+Within a wave every actor appears once, so the wave is scored as one forest walk, and
 each actor still sees its events strictly in order. The result is identical to scoring one
 event at a time, whatever the batch boundaries are, which is what lets flagged events be
 kept out of the baseline (the update depends on the score) without losing batching.
