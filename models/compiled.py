@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, MutableMapping, Sequence
+from zlib import crc32
 
 import numpy as np
 from numba import njit
 
-from models.events import AccessEvent, stable_hash
+from models.events import AccessEvent
 from models.features import (
     FEATURE_NAMES,
     MATURE_EVENTS,
@@ -266,7 +267,7 @@ def pack_events(
     the role's share of the (action, resource type) pair and ``-ln`` of its share of each
     returned field, and the hash of the resource (as :func:`models.state.advance_windows`).
     """
-    rows = []
+    flat: list = []  # E_WIDTH numbers per event (one flat list converts 2x faster)
     field_hashes: list[int] = []
     field_rarities: list[float] = []
     log = math.log
@@ -281,8 +282,9 @@ def pack_events(
             field_hashes.extend(event.field_hashes)
             for name in event.fields:
                 field_rarities.append(-log(field_p.get(name, unseen)))
-        ip, device = event.ip_hash, event.device_hash
-        rows.append(
+        ip, device, resource_type = event.ip_hash, event.device_hash, event.resource_type
+        resource = f"{resource_type}/{event.resource_id or resource_type}"
+        flat.extend(
             (
                 slots[event.actor_id],
                 role_codes.setdefault(event.actor_role, len(role_codes)),
@@ -291,7 +293,7 @@ def pack_events(
                 event.pair_hash,
                 1.0 if event.ticket_id else 0.0,
                 1.0 if event.outcome == "success" else 0.0,
-                stable_hash(event.resource_type + "/" + (event.resource_id or event.resource_type)),
+                crc32(resource.encode()),  # models.events.stable_hash, without the call
                 NO_HASH if ip is None else ip,
                 NO_HASH if device is None else device,
                 p_pair,
@@ -300,9 +302,8 @@ def pack_events(
                 len(field_hashes),
             )
         )
-    matrix = np.array(rows, dtype=np.float64).reshape(len(rows), E_WIDTH)
     return (
-        matrix,
+        np.array(flat, dtype=np.float64).reshape(len(events), E_WIDTH),
         np.array(field_hashes, dtype=np.float64),
         np.array(field_rarities, dtype=np.float64),
     )
