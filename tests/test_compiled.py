@@ -10,6 +10,7 @@ state keeps, histogram halving, missing IPs and devices, denied accesses and ins
 
 from __future__ import annotations
 
+import itertools
 import random
 from datetime import UTC, datetime
 
@@ -125,18 +126,41 @@ def test_the_kernel_scores_and_updates_states_exactly_as_the_python_definition(
     detector.threshold = float(np.quantile(values, 0.97))
     scores, flagged, _, expected_states = _reference(detector, edge_events)
     assert 0 < sum(flagged) < len(flagged)
-    for batch_size in (1, 37, 5000, len(edge_events)):
+    paths = {"compiled": detector._process_compiled, "python": detector._process_in_python}
+    for (path, process), batch_size in itertools.product(
+        paths.items(), (1, 37, 5000, len(edge_events))
+    ):
         states: dict = {}
         got_scores, got_flagged = [], []
         for i in range(0, len(edge_events), batch_size):
-            outcome = detector.process(edge_events[i : i + batch_size], states, "t")
+            outcome = process(edge_events[i : i + batch_size], states, "t")
             got_scores += [s.score for s in outcome.scored]
             got_flagged += [s.flagged for s in outcome.scored]
-        assert got_scores == scores, batch_size
-        assert got_flagged == flagged, batch_size
+        assert got_scores == scores, (path, batch_size)
+        assert got_flagged == flagged, (path, batch_size)
         assert {k: state_to_bytes(v) for k, v in states.items()} == {
             k: state_to_bytes(v) for k, v in expected_states.items()
-        }, batch_size
+        }, (path, batch_size)
+
+
+def test_both_paths_emit_the_same_alerts(small_model, edge_events):
+    detector = Detector(load_model(small_model))
+    values = [s.score for s in detector.process(edge_events, {}, "t").scored]
+    detector.threshold = float(np.quantile(values, 0.99))
+    compiled = detector._process_compiled(edge_events, {}, "t").alerts
+    python = detector._process_in_python(edge_events, {}, "t").alerts
+    assert compiled and compiled == python
+
+
+def test_a_batch_takes_the_compiled_path_when_actors_have_several_events(small_model, edge_events):
+    detector = Detector(load_model(small_model))
+    calls = []
+    detector._process_compiled = lambda *a: calls.append("compiled")
+    detector._process_in_python = lambda *a: calls.append("python")
+    distinct = list({e.actor_id: e for e in edge_events}.values())
+    detector.process(distinct, {}, "t")
+    detector.process(edge_events[:1000], {}, "t")
+    assert calls == ["python", "compiled"]
 
 
 def test_the_training_replay_gives_the_python_features_and_states(small_model, edge_events):
