@@ -1,7 +1,9 @@
 """Feature extraction: one event plus the actor's state and the peer baseline -> one vector.
 
-This is the single feature code path: training, offline ``score`` and the Faust worker all
-call :func:`feature_row`, so a replay yields exactly the live features. Every feature is
+This is the definition of the features. Training, offline ``score`` and the Faust worker
+compute them through :mod:`models.compiled`, the same arithmetic compiled for whole batches,
+so a replay yields exactly the live features. A change here must be made there too (and
+``FEATURE_VERSION`` bumped): ``tests/test_compiled.py`` fails until the two agree bit for bit. Every feature is
 listed in :data:`FEATURES` with its meaning and unit; ratios are natural logs so that
 "10x the usual" and "1/10 of the usual" are equally far from 0.
 

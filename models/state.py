@@ -21,6 +21,10 @@ Two kinds of memory live here:
   that were *not* flagged feed it, so an insider cannot teach the model that the attack is
   normal.
 
+The rules here are the definition; :mod:`models.compiled` runs them compiled over a batch
+(its row layout mirrors :class:`ActorState`), held to them bit for bit by
+``tests/test_compiled.py``: change both together.
+
 Decayed windows instead of bucketed ones: O(1) memory, exact for late events inside the
 lateness bound (a late event is added with the decay it would have had), and cheap to update.
 """
