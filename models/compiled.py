@@ -16,9 +16,13 @@ arithmetic, in the same order, over a batch at once:
   baseline). It stops after a wave that flagged an event, so the caller can explain and group
   it with the actor's state exactly as it was at that event.
 
-Training, offline ``score`` and the worker all run this kernel; ``tests/test_compiled.py``
-checks it against the Python definition bit for bit (features, scores, states) on simulated
-traffic with insider scenarios, late events and role changes. Why numba: it is already the
+The training replay always runs this kernel (:func:`featurize`); offline ``score`` and the
+worker run it for every batch whose actors have two or more events each, and a batch of
+mostly one event per actor takes the Python definition,
+because packing a state into a row and back costs about as much as one Python event
+(:meth:`models.detector.Detector.process`). ``tests/test_compiled.py`` holds the two to the
+same bits (features, scores, flags, states, alerts) on simulated traffic with insider
+scenarios, late events and role changes. Why numba: it is already the
 scorer's compiler (see :mod:`models.forest`), and a loop over a few hundred floats per event
 is what it compiles well; the Python definition stays as the specification the tests hold
 the kernel to.
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
 from zlib import crc32
 
 import numpy as np
@@ -41,7 +46,7 @@ from models.features import (
     PRIOR_EVENTS,
     RARE_SURPRISAL,
 )
-from models.forest import _walk_depths, isolation_score
+from models.forest import ForestArrays, _walk_depths, isolation_score
 from models.peers import PROBABILITY_FLOOR, PeerBaseline
 from models.state import (
     DAILY_EWMA_ALPHA,
@@ -136,6 +141,7 @@ WIDTH = PAIRS_24H + 3 * MAX_PAIRS_24H
 ) = range(14)
 E_WIDTH = 14
 NO_HASH = -1.0  # an absent IP or device (hashes are crc32 values, never negative)
+UNKNOWN_ROLE_CODE = 0  # models.state.UNKNOWN_ROLE's code in every batch
 
 # --- role row --------------------------------------------------------------------------------
 R_HOUR = 0
@@ -823,7 +829,7 @@ class PackedBatch:
                     states[event.actor_id] = state
                 slots[event.actor_id] = len(actors)
                 actors.append(state)
-        role_codes = {UNKNOWN_ROLE: 0}
+        role_codes = {UNKNOWN_ROLE: UNKNOWN_ROLE_CODE}
         self.actors = actors
         self.slots = slots
         self.states = pack_states(actors, role_codes)
@@ -837,6 +843,36 @@ class PackedBatch:
     @property
     def n_waves(self) -> int:
         return len(self.starts) - 1
+
+    def run(
+        self,
+        first_wave: int,
+        x: np.ndarray,
+        scores: np.ndarray,
+        flags: np.ndarray,
+        detection: Detection | None = None,
+    ) -> int:
+        """:func:`run_waves` on this batch from ``first_wave``; return the next wave to run.
+        Without ``detection`` every event feeds the baseline (the training replay)."""
+        forest = _NO_FOREST if detection is None else detection.forest_layout
+        limits = (1.0, 1.0, 1.0, 1.0) if detection is None else detection.limits
+        return run_waves(
+            self.states,
+            self.events,
+            self.field_hashes,
+            self.field_rarities,
+            self.roles,
+            UNKNOWN_ROLE_CODE,
+            self.order,
+            self.starts,
+            first_wave,
+            detection is not None,
+            *forest,
+            *limits,
+            x,
+            scores,
+            flags,
+        )
 
     def wave(self, index: int) -> np.ndarray:
         """Event indices of wave ``index``, in input order."""
@@ -902,6 +938,26 @@ class PackedBatch:
             state.pairs_24h = dict(zip(day_keys[i][:n_pairs], day_values[i][:n_pairs], strict=True))
 
 
+@dataclass(frozen=True)
+class Detection:
+    """What :func:`run_waves` needs to score and decide: the forest's traversal layout (see
+    :attr:`models.forest.ForestArrays.layout`) and ``(denominator, alert threshold, CUSUM
+    reference, CUSUM limit)``."""
+
+    forest_layout: tuple
+    limits: tuple[float, float, float, float]
+
+    @classmethod
+    def of(
+        cls, forest: ForestArrays, threshold: float, cusum_reference: float, cusum_limit: float
+    ) -> Detection:
+        child, feature, threshold32, tree_depth = forest.layout
+        return cls(
+            (child, feature, threshold32, tree_depth, forest.node_value, forest.roots),
+            (forest.denominator, threshold, cusum_reference, cusum_limit),
+        )
+
+
 _NO_FOREST = (
     np.zeros(2, np.int32),
     np.zeros(1, np.int32),
@@ -922,26 +978,7 @@ def featurize(
         return np.zeros((0, n_features), dtype=np.float64)
     batch = PackedBatch(events, states, roles)
     x = np.empty((len(events), n_features), dtype=np.float64)
-    flags = np.zeros(len(events), dtype=np.int64)
-    run_waves(
-        batch.states,
-        batch.events,
-        batch.field_hashes,
-        batch.field_rarities,
-        batch.roles,
-        0.0,
-        batch.order,
-        batch.starts,
-        0,
-        False,
-        *_NO_FOREST,
-        1.0,
-        1.0,
-        1.0,
-        1.0,
-        x,
-        np.empty(len(events), dtype=np.float64),
-        flags,
-    )
+    n = len(events)
+    batch.run(0, x, np.empty(n, dtype=np.float64), np.zeros(n, dtype=np.int64))
     batch.unpack()
     return x

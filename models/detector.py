@@ -25,7 +25,14 @@ from datetime import UTC, datetime
 import numpy as np
 
 from models.artifact import Model
-from models.compiled import FLAG_LATE, FLAG_POINT, FLAG_SUSTAINED, PackedBatch, RoleTable, run_waves
+from models.compiled import (
+    FLAG_LATE,
+    FLAG_POINT,
+    FLAG_SUSTAINED,
+    Detection,
+    PackedBatch,
+    RoleTable,
+)
 from models.events import AccessEvent
 from models.explain import explain, summarise
 from models.features import (
@@ -216,35 +223,11 @@ class Detector:
         x = np.empty((n, len(model.feature_names)), dtype=np.float64)
         scores = np.empty(n, dtype=np.float64)
         flags = np.zeros(n, dtype=np.int64)
-        child, feature, threshold32, tree_depth = forest.layout
+        detection = Detection.of(forest, self.threshold, self._cusum_reference, self._cusum_limit)
         alerts: list[dict] = []
         wave = 0
         while wave < batch.n_waves:
-            wave = run_waves(
-                batch.states,
-                batch.events,
-                batch.field_hashes,
-                batch.field_rarities,
-                batch.roles,
-                0.0,
-                batch.order,
-                batch.starts,
-                wave,
-                True,
-                child,
-                feature,
-                threshold32,
-                tree_depth,
-                forest.node_value,
-                forest.roots,
-                forest.denominator,
-                self.threshold,
-                self._cusum_reference,
-                self._cusum_limit,
-                x,
-                scores,
-                flags,
-            )
+            wave = batch.run(wave, x, scores, flags, detection)
             in_wave = batch.wave(wave - 1)
             flagged = in_wave[(flags[in_wave] & _FLAGGED) != 0].tolist()
             if not flagged:
