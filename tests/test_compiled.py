@@ -27,6 +27,7 @@ from models.incidents import step_incident
 from models.simulate import SimulationConfig, simulate
 from models.state import (
     HISTOGRAM_HALVING_AT,
+    LATENESS_S,
     MAX_DEVICES,
     MAX_IPS,
     OTHER_PAIRS,
@@ -48,11 +49,13 @@ def _edge_traffic(seed: int = 11) -> list:
     roles = ["customer_support", "seller_support", "unknown", "engineer", "not-in-training"]
     busy = HISTOGRAM_HALVING_AT + 600  # the histograms are halved before the role changes
     for i in range(busy + 1500):  # one very busy, very varied actor
-        ts = start + i * 60.0 + rng.random()
+        arrival = start + i * 60.0 + rng.random()
+        ts = arrival
         if i % 97 == 0:
-            ts -= rng.choice([30.0, 1800.0, 4000.0])  # late, some beyond the lateness bound
+            ts -= rng.choice([300.0, 1800.0, 4000.0])  # late, some beyond the lateness bound
         extra.append(
             {
+                "_arrival": arrival,
                 "event_id": f"x{i}",
                 "timestamp": ts,
                 "actor_id": "edge",
@@ -71,12 +74,17 @@ def _edge_traffic(seed: int = 11) -> list:
     for doc in extra:
         stamp = datetime.fromtimestamp(doc["timestamp"], UTC).isoformat()
         doc["timestamp"] = stamp.replace("+00:00", "Z")
-    merged = docs + extra
-    merged.sort(key=lambda d: d["timestamp"])
+    for doc in docs:
+        doc["_arrival"] = parse_event(orjson.dumps(doc)).ts
+    merged = sorted(docs + extra, key=lambda d: d["_arrival"])  # late events arrive late
     events = [
         parse_event(orjson.dumps({k: v for k, v in d.items() if v is not None})) for d in merged
     ]
     assert all(hasattr(e, "ts") for e in events)
+    edge = [e.ts for e in events if e.actor_id == "edge"]
+    latest = list(itertools.accumulate(edge, max))
+    behind = [latest[i - 1] - ts for i, ts in enumerate(edge) if i and ts < latest[i - 1]]
+    assert any(d > LATENESS_S for d in behind) and any(0 < d < LATENESS_S for d in behind)
     return events
 
 
