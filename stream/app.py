@@ -238,7 +238,7 @@ async def _score_and_store(messages: list) -> None:
 # the real one. Seen once in the fail-over test as one event scored twice, the second time
 # against an older state, then skipped as a replay after Faust's post-recovery seek.
 _recovered_generation = -1
-_last_deferred_generation = -1  # the deferral is logged once per generation
+_deferred_generations: set[int] = set()  # logged once each
 
 
 @app.on_rebalance_complete.connect
@@ -262,7 +262,6 @@ async def score_access_events(stream: faust.StreamT) -> None:
     agent registers the topic (subscription, co-partitioned assignment) and acks the batches
     itself once their alerts and state are stored.
     """
-    global _last_deferred_generation
     app.topics.add(stream.channel)
     consumer = app.consumer
     processor()  # load the model before the first batch
@@ -272,8 +271,8 @@ async def score_access_events(stream: faust.StreamT) -> None:
     ):
         generation = app.consumer_generation_id
         state_ready = _state_recovered_for(generation)
-        if not state_ready and generation != _last_deferred_generation:
-            _last_deferred_generation = generation
+        if not state_ready and generation not in _deferred_generations:
+            _deferred_generations.add(generation)
             log.info(
                 "insiderwatch worker: records fetched before the state table recovered "
                 "(generation %d) are read again once it has",
@@ -421,9 +420,8 @@ async def ready_page(self: Any, request: web.Request) -> web.Response:
     )
     # Assigned is not enough: after a rebalance Faust first recovers the state table from its
     # changelog and only then resumes fetching; events sent in between wait (up to ~1 s seen).
-    # Ready means what the agent checks before it scores a batch.
-    recovered = _state_recovered_for(app.consumer_generation_id)
-    ready = _processor is not None and bool(assigned) and recovered
+    recovering = app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set()
+    ready = _processor is not None and bool(assigned) and not recovering
     body = {
         "ready": ready,
         "model_version": _processor.detector.model.version if _processor else None,
