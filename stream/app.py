@@ -231,29 +231,6 @@ async def _score_and_store(messages: list) -> None:
     await actor_state.acknowledged()
 
 
-# The consumer generation whose state-table recovery has completed. A fetch can return
-# records of newly assigned partitions while the table is still reading their changelog
-# (Faust tags a fetch with the generation current when it returns, and a standby copy can be
-# behind): scored then, an event would read a stale state, and its stored result would hide
-# the real one. Seen once in the fail-over test as one event scored twice, the second time
-# against an older state, then skipped as a replay after Faust's post-recovery seek.
-_recovered_generation = -1
-_deferred_generations: set[int] = set()  # logged once each
-
-
-@app.on_rebalance_complete.connect
-async def _on_recovery_completed(sender: Any, **kwargs: Any) -> None:
-    """Faust sends this when the table has recovered (or there was nothing to recover), just
-    before it seeks the events partitions back to their committed offsets."""
-    global _recovered_generation
-    _recovered_generation = app.consumer_generation_id
-
-
-def _state_recovered_for(generation: int) -> bool:
-    """Whether the state table holds the recovered state of every partition of ``generation``."""
-    return generation == _recovered_generation and not (app.rebalancing or app.in_recovery)
-
-
 @app.agent(events_topic)
 async def score_access_events(stream: faust.StreamT) -> None:
     """Score micro-batches of the events topic, emit alerts; offsets advance after state.
@@ -270,22 +247,13 @@ async def score_access_events(stream: faust.StreamT) -> None:
         settings.batch_max_events, settings.batch_max_ms / 1000
     ):
         generation = app.consumer_generation_id
-        state_ready = _state_recovered_for(generation)
-        if not state_ready and generation not in _deferred_generations:
-            _deferred_generations.add(generation)
-            log.info(
-                "insiderwatch worker: records fetched before the state table recovered "
-                "(generation %d) are read again once it has",
-                generation,
-            )
         current = []
         for batch in batches:
-            if batch.generation_id == generation and state_ready:
+            if batch.generation_id == generation:
                 current.append(batch)
             else:
-                # Fetched before a rebalance finished, or before the state table recovered
-                # the partitions it brought; the partitions' owner (maybe us) reads these
-                # records again from the committed offsets once recovery is complete.
+                # Fetched before a rebalance finished; the partitions' new owner (maybe
+                # us) reads these records again from the committed offsets.
                 consumer.untrack(batch)
         if not current:
             continue
