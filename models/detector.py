@@ -115,10 +115,46 @@ class Scored:
 
 @dataclass(slots=True)
 class BatchOutcome:
-    """Verdicts in input order, and alert messages in emission order."""
+    """Verdicts in input order, as columns, and alert messages in emission order.
 
-    scored: list[Scored]
+    Columns rather than one :class:`Scored` per event: the worker only counts and sums the
+    verdicts, and building (then freeing) 8,000 objects per batch was 5% of its time.
+    :attr:`scored` gives them as objects when a caller wants them.
+
+    >>> outcome = BatchOutcome.empty()
+    >>> outcome.scored, outcome.n_late
+    ([], 0)
+    """
+
+    events: Sequence[AccessEvent]
+    scores: list[float]
+    flagged: list[bool]
+    late: list[bool]
     alerts: list[dict]
+
+    @classmethod
+    def empty(cls) -> BatchOutcome:
+        return cls([], [], [], [], [])
+
+    @property
+    def scored(self) -> list[Scored]:
+        """One :class:`Scored` per event, in input order."""
+        return [
+            Scored(*verdict)
+            for verdict in zip(self.events, self.scores, self.flagged, self.late, strict=True)
+        ]
+
+    @property
+    def n_late(self) -> int:
+        return sum(self.late)
+
+    def extend(self, other: BatchOutcome) -> None:
+        """Append ``other``'s verdicts and alerts (for outcomes of consecutive events)."""
+        self.events = [*self.events, *other.events]
+        self.scores += other.scores
+        self.flagged += other.flagged
+        self.late += other.late
+        self.alerts += other.alerts
 
 
 def _waves(events: Sequence[AccessEvent]) -> list[list[int]]:
@@ -202,7 +238,7 @@ class Detector:
         36 us per event compiled against 20 in Python; 500 actors, 16 events each, 6 against 20).
         """
         if not events:
-            return BatchOutcome(scored=[], alerts=[])
+            return BatchOutcome.empty()
         actors = len({event.actor_id for event in events})
         if len(events) >= COMPILED_MIN_EVENTS_PER_ACTOR * actors:
             return self._process_compiled(events, states, detected_at)
@@ -248,14 +284,12 @@ class Detector:
                 if alert is not None:
                     alerts.append(alert)
         batch.unpack()
-        values = scores.tolist()
-        bits = flags.tolist()
         return BatchOutcome(
-            scored=[
-                Scored(event, value, bool(bit & _FLAGGED), bool(bit & FLAG_LATE))
-                for event, value, bit in zip(events, values, bits, strict=True)
-            ],
-            alerts=alerts,
+            list(events),  # a copy: callers reuse their buffers
+            scores.tolist(),
+            ((flags & _FLAGGED) != 0).tolist(),
+            ((flags & FLAG_LATE) != 0).tolist(),
+            alerts,
         )
 
     def _process_in_python(
@@ -268,7 +302,8 @@ class Detector:
         functions), for batches of mostly one event per actor."""
         model = self.model
         peers = model.peers
-        scored: list[Scored | None] = [None] * len(events)
+        n = len(events)
+        scores, flagged_at, late = [0.0] * n, [False] * n, [False] * n
         alerts: list[dict] = []
         for wave in _waves(events):
             rows = []
@@ -297,7 +332,7 @@ class Detector:
                 elif state.cusum >= self._cusum_limit:
                     flagged.append((position, "sustained"))
                 else:
-                    scored[index] = Scored(event, value, False, is_late)
+                    scores[index], late[index] = value, is_late
                     absorb_into_baseline(state, event)
                     if is_rare and not is_late:
                         count_rare_access(state, event)
@@ -309,7 +344,7 @@ class Detector:
                 event = events[index]
                 state, is_late, _ = wave_states[position]
                 value = wave_scores[position]
-                scored[index] = Scored(event, value, True, is_late)
+                scores[index], flagged_at[index], late[index] = value, True, is_late
                 alert = self._settle_flagged(
                     event,
                     state,
@@ -322,7 +357,7 @@ class Detector:
                 )
                 if alert is not None:
                     alerts.append(alert)
-        return BatchOutcome(scored=[s for s in scored if s is not None], alerts=alerts)
+        return BatchOutcome(list(events), scores, flagged_at, late, alerts)
 
     def _settle_flagged(
         self,

@@ -179,9 +179,9 @@ def run_evaluation(config: EvaluationConfig, progress=_no_progress) -> str:
             advance(len(history[i : i + 5000]))
         for i in range(0, len(scored), 5000):
             outcome = detector.process(scored[i : i + 5000], states, "evaluate")
-            scores[i : i + len(outcome.scored)] = [s.score for s in outcome.scored]
+            scores[i : i + len(outcome.scores)] = outcome.scores
             alerts += outcome.alerts
-            advance(len(outcome.scored))
+            advance(len(outcome.scores))
     return _finish(
         config,
         out_dir,

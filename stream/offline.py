@@ -189,7 +189,7 @@ def _score_shard(
                         )
                         + b"\n"
                     )
-            result.scored += len(outcome.scored)
+            result.scored += len(outcome.scores)
             if progress is not None:
                 progress(len(buffer))
             buffer.clear()

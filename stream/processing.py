@@ -73,8 +73,8 @@ def _parse_or_explain(raw: bytes) -> AccessEvent | InvalidEvent:
 def _message_of(event_id: str, outcome: BatchOutcome, messages: Sequence) -> ConsumedRecord:
     """The consumed record of the scored event ``event_id`` (the last one, if repeated)."""
     found = None
-    for verdict, message in zip(outcome.scored, messages, strict=True):
-        if verdict.event.event_id == event_id:
+    for event, message in zip(outcome.events, messages, strict=True):
+        if event.event_id == event_id:
             found = message
     if found is None:
         raise LookupError(f"no scored event {event_id!r} in this batch")
@@ -250,7 +250,7 @@ class BatchProcessor:
                 states[actor_id] = decode_stored_state(stored)[0]  # type: ignore[arg-type]
             except Exception:  # nothing stored, or unreadable: the actor starts afresh
                 del states[actor_id]
-        scored, alerts, kept, failed = [], [], [], []
+        outcome, kept, failed = BatchOutcome.empty(), [], []
         for event, message in zip(events, messages, strict=True):
             before = states.get(event.actor_id)
             snapshot = None if before is None else state_to_bytes(before)
@@ -264,10 +264,9 @@ class BatchProcessor:
                 detail = f"{type(exc).__name__}: {exc}"[:200]
                 failed.append((message, InvalidEvent("processing_error", detail)))
                 continue
-            scored.extend(one.scored)
-            alerts.extend(one.alerts)
+            outcome.extend(one)
             kept.append(message)
-        return BatchOutcome(scored=scored, alerts=alerts), kept, failed
+        return outcome, kept, failed
 
     async def handle(self, messages: Sequence[ConsumedRecord]) -> int:
         """Process one batch; return the number of alert messages sent."""
@@ -276,39 +275,12 @@ class BatchProcessor:
         detected_at = rfc3339(now.timestamp())
         metrics = self.metrics
         metrics.consumed.inc(len(messages))
-        parsed_events: list[tuple[AccessEvent, ConsumedRecord]] = []
         pending: list = []  # delivery futures that must resolve before state is written
         seen: set[tuple[int, int]] = set()
-        duplicates = 0
-        for message in messages:
-            # Faust can hand the same record over twice (seen for the last record of a
-            # partition); a record is processed once per batch, whatever the consumer does.
-            position = (message.partition, message.offset)
-            if position in seen:
-                duplicates += 1
-                continue
-            seen.add(position)
-            parsed = (
-                _parse_or_explain(message.value)
-                if message.value is not None
-                else InvalidEvent("not_json", "message has no value (tombstone)")
-            )
-            if isinstance(parsed, InvalidEvent):
-                pending.append(await self._dead_letter(message, parsed, detected_at))
-                continue
-            record_ms = message.timestamp
-            if record_ms and parsed.ts * 1000.0 - record_ms > MAX_AHEAD_OF_RECORD_MS:
-                future = ahead_of_record(parsed, record_ms)  # the reason, worded once
-                if future is not None:
-                    pending.append(await self._dead_letter(message, future, detected_at))
-                    continue
-            if message.key is not None and message.key != parsed.actor_id.encode():
-                metrics.key_mismatch.inc()
-            parsed_events.append((parsed, message))
-
-        # Load each actor's state once, with the input position it already reflects. After a
-        # crash, Kafka redelivers events whose state update may already be in the changelog;
-        # re-applying them would double-count. Skip exactly those.
+        duplicates = replayed = 0
+        # Each actor's state is loaded once, with the input position it already reflects.
+        # After a crash, Kafka redelivers events whose state update may already be in the
+        # changelog; re-applying them would double-count. Those are skipped as replays.
         states: dict[str, ActorState] = {}
         applied: dict[str, tuple[int, int]] = {}
         stored_bytes: dict[str, int] = {}
@@ -316,26 +288,48 @@ class BatchProcessor:
         valid: list[AccessEvent] = []
         valid_messages: list[ConsumedRecord] = []
         position_of: dict[str, tuple[int, int]] = {}
-        replayed = 0
-        for event, message in parsed_events:
+        for message in messages:
+            # Faust can hand the same record over twice (seen for the last record of a
+            # partition); a record is processed once per batch, whatever the consumer does.
+            partition, offset = position = (message.partition, message.offset)
+            if position in seen:
+                duplicates += 1
+                continue
+            seen.add(position)
+            event = (
+                _parse_or_explain(message.value)
+                if message.value is not None
+                else InvalidEvent("not_json", "message has no value (tombstone)")
+            )
+            if isinstance(event, InvalidEvent):
+                pending.append(await self._dead_letter(message, event, detected_at))
+                continue
+            record_ms = message.timestamp
+            if record_ms and event.ts * 1000.0 - record_ms > MAX_AHEAD_OF_RECORD_MS:
+                future = ahead_of_record(event, record_ms)  # the reason, worded once
+                if future is not None:
+                    pending.append(await self._dead_letter(message, future, detected_at))
+                    continue
             actor_id = event.actor_id
-            position = applied.get(actor_id)
-            if position is None:
+            if message.key is not None and message.key != actor_id.encode():
+                metrics.key_mismatch.inc()
+            applied_at = applied.get(actor_id)
+            if applied_at is None:
                 stored = self.store.get(actor_id.encode())
                 cached = decoded.pop(actor_id, None)
                 if stored is None:
-                    position = (-1, -1)
+                    applied_at = (-1, -1)
                 else:
                     if cached is not None and cached[0] == stored:
-                        _, state, partition, offset = cached
+                        _, state, at_partition, at_offset = cached
                     else:
-                        state, partition, offset = self._decode_or_reset(actor_id, stored)
+                        state, at_partition, at_offset = self._decode_or_reset(actor_id, stored)
                     if state is not None:
                         states[actor_id] = state
-                    position = (partition, offset)
+                    applied_at = (at_partition, at_offset)
                     stored_bytes[actor_id] = len(stored)
-                applied[actor_id] = position
-            if message.partition == position[0] and message.offset <= position[1]:
+                applied[actor_id] = applied_at
+            if partition == applied_at[0] and offset <= applied_at[1]:
                 replayed += 1
                 if self.send_score is not None:
                     await self.send_score(
@@ -345,17 +339,14 @@ class BatchProcessor:
                                 "event_id": event.event_id,
                                 "actor_id": actor_id,
                                 "replayed": True,
-                                "source": {
-                                    "partition": message.partition,
-                                    "offset": message.offset,
-                                },
+                                "source": {"partition": partition, "offset": offset},
                             }
                         ),
                     )
                 continue
             valid.append(event)
             valid_messages.append(message)
-            position_of[actor_id] = (message.partition, message.offset)
+            position_of[actor_id] = position
         if replayed or duplicates:
             metrics.replayed.inc(replayed + duplicates)
         try:
@@ -397,16 +388,17 @@ class BatchProcessor:
             pending.append(await self.send_alert(alert["actor_id"].encode(), payload))
             metrics.alerts.labels(severity=alert["severity"], status=alert["status"]).inc()
         if self.send_score is not None:
-            for verdict, message in zip(outcome.scored, valid_messages, strict=True):
-                event = verdict.event
+            for event, value, flagged, message in zip(
+                outcome.events, outcome.scores, outcome.flagged, valid_messages, strict=True
+            ):
                 await self.send_score(
                     message.key,
                     orjson.dumps(
                         {
                             "event_id": event.event_id,
                             "actor_id": event.actor_id,
-                            "score": verdict.score,
-                            "flagged": verdict.flagged,
+                            "score": value,
+                            "flagged": flagged,
                             "source": {"partition": message.partition, "offset": message.offset},
                         }
                     ),
@@ -435,11 +427,11 @@ class BatchProcessor:
         for message in messages:
             self.last_offset[message.partition] = message.offset
 
-        metrics.scored.inc(len(outcome.scored))
-        late = sum(1 for s in outcome.scored if s.late)
+        metrics.scored.inc(len(outcome.scores))
+        late = outcome.n_late
         if late:
             metrics.late.inc(late)
-        observe_many(metrics.scores, [verdict.score for verdict in outcome.scored])
+        observe_many(metrics.scores, outcome.scores)
         now_ms = now.timestamp() * 1000
         observe_many(
             metrics.event_lag_seconds,
