@@ -33,7 +33,8 @@ def _no_detection(
     for event in events:
         if event.actor_id not in states:
             states[event.actor_id] = new_state(event)
-    return detector.BatchOutcome([detector.Scored(e, 0.0, False, False) for e in events], [])
+    n = len(events)
+    return detector.BatchOutcome(list(events), [0.0] * n, [False] * n, [False] * n, [])
 
 
 if __name__ == "__main__":
