@@ -229,6 +229,28 @@ class BatchProcessor:
                 )
             return None, -1, -1
 
+    def _load_state(
+        self, actor_id: str, states: dict[str, ActorState], stored_bytes: dict[str, int]
+    ) -> tuple[int, int]:
+        """Put the actor's stored state (if any) into ``states``, its size into
+        ``stored_bytes``; return the input position it reflects (``(-1, -1)``: none).
+
+        The decoded copy of the last write is used when the table still holds exactly those
+        bytes; it is taken out of the cache while the batch runs (a failed batch leaves none).
+        """
+        stored = self.store.get(actor_id.encode())
+        cached = self._decoded.pop(actor_id, None)
+        if stored is None:
+            return (-1, -1)
+        if cached is not None and cached[0] == stored:
+            _, state, partition, offset = cached
+        else:
+            state, partition, offset = self._decode_or_reset(actor_id, stored)
+        if state is not None:
+            states[actor_id] = state
+        stored_bytes[actor_id] = len(stored)
+        return (partition, offset)
+
     def _process_one_by_one(
         self,
         events: list[AccessEvent],
@@ -284,7 +306,6 @@ class BatchProcessor:
         states: dict[str, ActorState] = {}
         applied: dict[str, tuple[int, int]] = {}
         stored_bytes: dict[str, int] = {}
-        decoded = self._decoded
         valid: list[AccessEvent] = []
         valid_messages: list[ConsumedRecord] = []
         position_of: dict[str, tuple[int, int]] = {}
@@ -314,21 +335,8 @@ class BatchProcessor:
             if message.key is not None and message.key != actor_id.encode():
                 metrics.key_mismatch.inc()
             applied_at = applied.get(actor_id)
-            if applied_at is None:
-                stored = self.store.get(actor_id.encode())
-                cached = decoded.pop(actor_id, None)
-                if stored is None:
-                    applied_at = (-1, -1)
-                else:
-                    if cached is not None and cached[0] == stored:
-                        _, state, at_partition, at_offset = cached
-                    else:
-                        state, at_partition, at_offset = self._decode_or_reset(actor_id, stored)
-                    if state is not None:
-                        states[actor_id] = state
-                    applied_at = (at_partition, at_offset)
-                    stored_bytes[actor_id] = len(stored)
-                applied[actor_id] = applied_at
+            if applied_at is None:  # the actor's first event in this batch
+                applied_at = applied[actor_id] = self._load_state(actor_id, states, stored_bytes)
             if partition == applied_at[0] and offset <= applied_at[1]:
                 replayed += 1
                 if self.send_score is not None:
@@ -408,6 +416,7 @@ class BatchProcessor:
         if pending:
             await asyncio.gather(*pending)
         records = []
+        decoded = self._decoded
         for actor_id, (partition, offset) in position_of.items():
             state = states.get(actor_id)
             if state is None:  # a new actor whose only events failed (dead-lettered)
