@@ -126,7 +126,7 @@ class BatchOutcome:
     ([], 0)
     """
 
-    events: Sequence[AccessEvent]
+    events: list[AccessEvent]
     scores: list[float]
     flagged: list[bool]
     late: list[bool]
@@ -150,7 +150,7 @@ class BatchOutcome:
 
     def extend(self, other: BatchOutcome) -> None:
         """Append ``other``'s verdicts and alerts (for outcomes of consecutive events)."""
-        self.events = [*self.events, *other.events]
+        self.events += other.events
         self.scores += other.scores
         self.flagged += other.flagged
         self.late += other.late

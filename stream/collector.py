@@ -7,8 +7,8 @@ measured with ``gc.callbacks``, a busy worker spent 14% of its time collecting, 
 ``insiderwatch score`` ran ~8% slower. Garbage without reference cycles is freed at once by
 reference counting either way; only cycle detection runs less often.
 
-Why 100,000 and not fewer (session 11, measured with ``gc.callbacks`` in the pipeline
-benchmark's worker over 300,000 events): a young-generation collection scans every live young
+Why 100,000 and not fewer (measured with ``gc.callbacks`` in the pipeline benchmark's
+worker over 300,000 events, ``BENCHMARKS.md``): a young-generation collection scans every live young
 container and what it holds, and in the middle of a micro-batch that is the batch itself (8,000
 records, events and the flat lists packed for the compiled kernel), so each one cost ~14 ms.
 With a young collection every 20,000 allocations the worker spent ~800 ms collecting (52

@@ -11,8 +11,10 @@ state keeps, histogram halving, missing IPs and devices, denied accesses and ins
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from datetime import UTC, datetime
+from zlib import crc32
 
 import numpy as np
 import orjson
@@ -197,3 +199,23 @@ def test_the_training_replay_gives_the_python_features_and_states(small_model, e
     assert {k: state_to_bytes(v) for k, v in compiled_states.items()} == {
         k: state_to_bytes(v) for k, v in states.items()
     }
+
+
+def test_the_role_table_caches_stay_bounded_and_give_the_uncached_values(small_model, monkeypatch):
+    """Hostile input (endless new pairs and field sets) cannot grow the look-up caches, and a
+    value looked up again after the cache was cleared is the same."""
+    peers = load_model(small_model).peers
+    roles = RoleTable(peers)
+    monkeypatch.setattr(RoleTable, "CACHE_LIMIT", 50)
+    fresh = RoleTable(peers)
+    for i in range(500):
+        role = ["customer_support", "unknown", "never-seen-role"][i % 3]
+        pair = f"view type{i}" if i % 2 else "view review"
+        fields = (f"field{i}", "email") if i % 5 else ("email",)
+        assert roles.pair_terms(role, pair) == fresh.pair_terms(role, pair)
+        assert roles.field_rarities(role, fields) == fresh.field_rarities(role, fields)
+        assert roles.resource_prefix(f"type{i}") == crc32(f"type{i}/".encode())
+    assert max(map(len, (roles._pair_terms, roles._field_rarities, roles._resource_prefixes))) <= 50
+    profile = peers.profile("never-seen-role")
+    p = profile.pair_p.get("view review", profile.unseen_p)
+    assert roles.pair_terms("never-seen-role", "view review") == (p, -math.log(p))
