@@ -32,6 +32,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import orjson
@@ -198,9 +199,16 @@ def _start_worker(
     )
 
 
+class WorkerRun(NamedTuple):
+    events_per_s: float
+    cpu_us_per_event: float
+    peak_rss_mb: float
+    actors: float
+
+
 def _run_worker(
     settings: Settings, log_name: str, expected: int, command: list[str], profile: str = ""
-) -> tuple[float, float, float, float]:
+) -> WorkerRun:
     """Run a worker over the pre-filled topic: ``(events/s, CPU us per event, peak RSS MB,
     actors in state)``."""
     worker = _start_worker(settings, log_name, command)
@@ -223,7 +231,7 @@ def _run_worker(
     if profiler is not None:
         profiler.wait(timeout=60)
         print(f"profile of the worker (py-spy, collapsed stacks): {profile}")
-    return progress.rate(), cpu_us, peak_rss, actors
+    return WorkerRun(progress.rate(), cpu_us, peak_rss, actors)
 
 
 def _wait_ready(port: int, timeout_s: float = 120) -> None:
@@ -336,7 +344,7 @@ def _measure(args: argparse.Namespace, broker: LocalKafka) -> None:
 
     # The ceiling is measured right before and right after each measured worker, and the
     # higher of the two passes around it counts. This VM's speed drifts within minutes (the
-    # same consumer ran at 83,510 and 145,242 events/s one worker run apart in session 11), so
+    # same consumer ran at 83,510 and 145,242 events/s one worker run apart), so
     # the worker runs --repeat times, alternating with consumer passes, and the median ratio
     # is the figure.
     def raw_pass() -> tuple[float, float]:
@@ -356,8 +364,8 @@ def _measure(args: argparse.Namespace, broker: LocalKafka) -> None:
         )
         workers.append(run)
         print(
-            f"insiderwatch worker: {run[0]:,.0f} events/s end to end, "
-            f"{run[1]:.1f} CPU us/event, peak RSS {run[2]:.0f} MB"
+            f"insiderwatch worker: {run.events_per_s:,.0f} events/s end to end, "
+            f"{run.cpu_us_per_event:.1f} CPU us/event, peak RSS {run.peak_rss_mb:.0f} MB"
         )
         raw.append(raw_pass())
     floor_rate, floor_cpu_us, _, _ = _run_worker(
@@ -373,16 +381,15 @@ def _measure(args: argparse.Namespace, broker: LocalKafka) -> None:
     )
     raw.append(raw_pass())
     raw_rates = [rate for rate, _ in raw]
-    ratios = [
-        run[0] / max(raw_rates[i], raw_rates[i + 1]) for i, run in enumerate(workers)
-    ]  # each worker run against the higher of the passes just before and after it
+    # Each worker run against the higher of the passes just before and after it.
+    ratios = [run.events_per_s / max(raw_rates[i : i + 2]) for i, run in enumerate(workers)]
     median = sorted(range(len(ratios)), key=ratios.__getitem__)[len(ratios) // 2]
-    worker_rate, _, _, actors = workers[median]
-    peak_rss = max(run[2] for run in workers)
+    worker_rate, actors = workers[median].events_per_s, workers[median].actors
+    peak_rss = max(run.peak_rss_mb for run in workers)
     ratio = ratios[median]
-    raw_rate = max(raw_rates[median], raw_rates[median + 1])
+    raw_rate = max(raw_rates[median : median + 2])
     raw_cpu_us = float(np.median([cpu for _, cpu in raw]))
-    worker_cpu_median = float(np.median([run[1] for run in workers]))
+    worker_cpu_median = float(np.median([run.cpu_us_per_event for run in workers]))
     floor_ceiling = max(raw_rates[-2:])  # the floor's: passes just before and after it
 
     noop_rate = _faust_noop_rate(settings) if len(values) >= NOOP_EVENTS else None
@@ -456,7 +463,9 @@ def _measure(args: argparse.Namespace, broker: LocalKafka) -> None:
             "insiderwatch worker end to end (median run)",
             f"{worker_rate:,.0f} ev/s",
             f"{ratio:.0%} of its ceiling ({raw_rate:,.0f}, the higher pass around it); runs: "
-            + ", ".join(f"{run[0]:,.0f} ({r:.0%})" for run, r in zip(workers, ratios, strict=True)),
+            + ", ".join(
+                f"{run.events_per_s:,.0f} ({r:.0%})" for run, r in zip(workers, ratios, strict=True)
+            ),
         ],
         [
             "CPU per event: raw consumer / worker (medians)",
@@ -503,7 +512,11 @@ def _measure(args: argparse.Namespace, broker: LocalKafka) -> None:
             "worker_events_per_s": worker_rate,
             "ratio_to_raw": ratio,
             "worker_runs": [
-                {"events_per_s": run[0], "cpu_us_per_event": run[1], "ratio_to_raw": r}
+                {
+                    "events_per_s": run.events_per_s,
+                    "cpu_us_per_event": run.cpu_us_per_event,
+                    "ratio_to_raw": r,
+                }
                 for run, r in zip(workers, ratios, strict=True)
             ],
             "ratio_to_fastest_raw_pass": worker_rate / max(raw_rates),
@@ -546,6 +559,8 @@ def main() -> None:
         help="py-spy the worker's throughput phase into PATH (and the floor worker's into PATH.floor)",
     )
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     WORK.mkdir(parents=True, exist_ok=True)
     with bench_broker(args.port) as broker:
         _measure(args, broker)
