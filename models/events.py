@@ -7,12 +7,14 @@ machine-readable reason; nothing raises. Caps are enforced before any further pa
 from __future__ import annotations
 
 import math
+import re
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated
 
 import msgspec
+import numpy as np
 import orjson
 
 __all__ = [
@@ -22,6 +24,9 @@ __all__ = [
     "MAX_MESSAGE_BYTES",
     "ahead_of_record",
     "pair_key",
+    "MAX_DEPTH",
+    "MAX_KEYS",
+    "nesting_depth",
     "parse_event",
     "parse_timestamp",
     "stable_hash",
@@ -32,6 +37,12 @@ MAX_ID_CHARS = 256
 MAX_FIELDS = 64
 MAX_FIELD_CHARS = 64
 MAX_RECORD_COUNT = 1_000_000_000
+# Structure limits, checked before any decoder sees the bytes: a decoder that recurses would
+# otherwise fail on deep nesting (msgspec raises RecursionError at a depth that depends on
+# the caller's stack; orjson refuses beyond 1,024), and the reason must be the input's, not a
+# bug's. An event is a flat object with one list: these leave room for nested extra fields.
+MAX_DEPTH = 32
+MAX_KEYS = 1024  # object keys at all levels
 # Plausible event-time range; a year-1 or year-9999 timestamp is a producer bug, not an access.
 MIN_EPOCH_S = 946_684_800.0  # 2000-01-01T00:00:00Z
 MAX_EPOCH_S = 4_102_444_800.0  # 2100-01-01T00:00:00Z
@@ -125,21 +136,50 @@ class InvalidEvent:
     field: str | None = None
 
 
-def parse_timestamp(value: str) -> float:
-    """Parse an RFC 3339 timestamp with a zone into epoch seconds.
+# RFC 3339 ``date-time`` (section 5.6), and nothing else: ASCII digits only, ``T``/``Z`` in
+# either case (ABNF strings are case-insensitive), a space for the ``T`` (the RFC's note on
+# readability), any number of fraction digits, ``Z`` or a ``+HH:MM``/``-HH:MM`` offset.
+# ISO 8601 forms beyond it (basic format, week dates, ``+0530``, no zone) are refused.
+_RFC3339_DATE_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:([0-9]{2})(\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})",
+    re.ASCII,
+)
+_RFC3339_FORM = "YYYY-MM-DDTHH:MM:SS[.fraction] and Z or +HH:MM"
 
-    Raises ``ValueError`` when the text is not RFC 3339, has no zone, or lies outside
-    2000..2100.
+
+def parse_timestamp(value: str) -> float:
+    """Parse an RFC 3339 ``date-time`` into epoch seconds: the one timestamp grammar of
+    the contract, for every path that reads events.
+
+    Raises ``ValueError`` when the text is not exactly RFC 3339 (grammar and ranges: month,
+    day of month, hour, minute, second up to 60 for a leap second, offset), or lies outside
+    2000..2100. A leap second counts as the next second's start.
 
     >>> parse_timestamp("2026-01-05T09:30:00Z")
     1767605400.0
-    >>> parse_timestamp("2026-01-05T10:30:00+01:00")
+    >>> parse_timestamp("2026-01-05t10:30:00+01:00")
     1767605400.0
+    >>> parse_timestamp("20260105T093000Z")
+    Traceback (most recent call last):
+    ...
+    ValueError: not an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SS[.fraction] and Z or +HH:MM)
     """
-    parsed = datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        raise ValueError("timestamp has no UTC offset")
-    epoch_s = parsed.timestamp()
+    match = _RFC3339_DATE_TIME.fullmatch(value)
+    if match is None:
+        raise ValueError(f"not an RFC 3339 date-time ({_RFC3339_FORM})")
+    # datetime checks the ranges (and a day that the month lacks); it takes neither a
+    # lower-case zone nor second 60, so those are normalised first.
+    text, leap_s = value, 0.0
+    if match.group(1) == "60":
+        text, leap_s = f"{text[:17]}59{text[19:]}", 1.0
+    zone = match.group(3)
+    if zone == "z":
+        text = text[:-1] + "Z"
+    elif len(zone) == 6 and (zone[1:3] > "23" or zone[4:6] > "59"):
+        raise ValueError(f"offset {zone} out of range (hours 00-23, minutes 00-59)")
+    parsed = datetime.fromisoformat(text)
+    epoch_s = parsed.timestamp() + leap_s
     if not MIN_EPOCH_S <= epoch_s < MAX_EPOCH_S:
         raise ValueError("timestamp outside 2000..2100")
     return epoch_s
@@ -184,11 +224,24 @@ def parse_event(raw: bytes) -> AccessEvent | InvalidEvent:
     'not_object'
     >>> parse_event(b'{"event_id":"e1"}').reason
     'missing_field'
+    >>> parse_event(b'{"x":' + b'[' * 100_000 + b']' * 100_000 + b'}').reason
+    'too_large'
+    >>> parse_event(b'{"x":' + b'[' * 1_000 + b']' * 1_000 + b'}').reason
+    'too_deep'
     """
     if len(raw) > MAX_MESSAGE_BYTES:
         return _bad("too_large", f"message is {len(raw)} bytes, limit {MAX_MESSAGE_BYTES}")
-    event = _quick_event(raw)
-    if event is not None:
+    # Counting brackets and colons is a C loop over the bytes; it over-counts (brackets and
+    # colons inside strings), so only a message over a limit pays for the exact measure.
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:
+        depth = nesting_depth(raw)
+        if depth > MAX_DEPTH:
+            return _bad("too_deep", f"JSON nested {depth} deep, limit {MAX_DEPTH}")
+    try:
+        event = _quick_event(raw)
+    except RecursionError:  # unreachable below MAX_DEPTH; kept so no input can raise
+        return _bad("too_deep", f"JSON nested too deep to decode (limit {MAX_DEPTH})")
+    if event is not None and raw.count(b":") <= MAX_KEYS:
         return event
     try:
         doc = orjson.loads(raw)
@@ -200,7 +253,48 @@ def parse_event(raw: bytes) -> AccessEvent | InvalidEvent:
         return _bad("not_json", str(exc)[:200])
     if not isinstance(doc, dict):
         return _bad("not_object", f"expected a JSON object, got {type(doc).__name__}")
-    return _validated_event(doc)
+    keys = _count_keys(doc)
+    if keys > MAX_KEYS:
+        return _bad("too_many_keys", f"JSON has {keys} object keys, limit {MAX_KEYS}")
+    return event if event is not None else _validated_event(doc)
+
+
+# Depth per byte for the bracket scan: +1 opens, -1 closes, 0 for everything else.
+_DEPTH_STEP = np.zeros(256, dtype=np.int8)
+_DEPTH_STEP[[ord("["), ord("{")]] = 1
+_DEPTH_STEP[[ord("]"), ord("}")]] = -1
+# A JSON string: quotes around anything but a quote or backslash, or an escape.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+
+
+def nesting_depth(raw: bytes) -> int:
+    """The deepest bracket nesting of ``raw`` outside JSON strings (for any bytes, valid JSON
+    or not; an unterminated string counts as brackets), without decoding it.
+
+    Written here rather than asking a decoder, because the decoders this package uses
+    recurse: the question must be answered before they see the bytes.
+
+    >>> nesting_depth(b'{"a": [1, {"b": "[[[["}]}')
+    3
+    >>> nesting_depth(b'[' * 50_000)
+    50000
+    """
+    outside = _JSON_STRING.sub(b'""', raw)
+    steps = _DEPTH_STEP[np.frombuffer(outside, dtype=np.uint8)].astype(np.int32)
+    return int(np.cumsum(steps).max(initial=0))
+
+
+def _count_keys(doc: object) -> int:
+    """Object keys at every level of a decoded JSON document (depth already bounded)."""
+    count, pending = 0, [doc]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            count += len(value)
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return count
 
 
 # The contract's common case as a typed schema: msgspec (a maintained C decoder) decodes and

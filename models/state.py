@@ -88,9 +88,9 @@ UNKNOWN_ROLE = "unknown"
 # Pairs beyond MAX_PAIRS are counted together under this key (pair hashes are crc32 values,
 # never negative).
 OTHER_PAIRS = -1
-# Format 5: MessagePack, pairs keyed by pair hash. Formats 3 and 4 (JSON, pairs keyed by name)
-# still load.
-STATE_FORMAT = 5
+# Format 6: MessagePack, pairs keyed by pair hash, recent event ids last. Format 5 (without
+# recent ids) and formats 3 and 4 (JSON, pairs keyed by name) still load.
+STATE_FORMAT = 6
 MAX_STATE_BYTES = 2048
 _encode_msgpack = msgspec.msgpack.Encoder().encode
 _decode_msgpack = msgspec.msgpack.Decoder().decode
@@ -127,6 +127,7 @@ class ActorState:
     pairs: dict[int, int] = field(default_factory=dict)  # pair hash -> count
     pairs_24h: dict[int, list[float]] = field(default_factory=dict)  # pair hash -> [n, as of]
     rebaselined_ts: float = 0.0
+    recent_ids: bytes = b""  # fingerprints of the last 32 event ids (models.duplicates)
 
 
 def new_state(event: AccessEvent) -> ActorState:
@@ -461,6 +462,7 @@ def state_to_bytes(state: ActorState) -> bytes:
             state.pairs,
             state.pairs_24h,
             state.rebaselined_ts,
+            state.recent_ids,
         ]
     )
 
@@ -471,7 +473,7 @@ def state_from_bytes(data: bytes) -> ActorState:
         return _state_from_json(data)
     values = _decode_msgpack(data)
     version = values[0] if isinstance(values, list) and values else None
-    if version != STATE_FORMAT:
+    if version not in (5, STATE_FORMAT):
         raise ValueError(f"unknown actor state format {version!r}")
     return ActorState(*values[1:])
 

@@ -30,7 +30,8 @@ def observe_many(histogram: Histogram, values: Sequence[float] | np.ndarray) -> 
 
 
 class WorkerMetrics:
-    """Counters that account for every consumed event: consumed == scored + dead-lettered + replayed."""
+    """Counters that account for every consumed event:
+    consumed == scored + dead-lettered + replayed + duplicate."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -47,6 +48,12 @@ class WorkerMetrics:
         self.replayed = Counter(
             "insiderwatch_events_replayed",
             "Redelivered events already reflected in the restored state (skipped, scored before)",
+            registry=r,
+        )
+        self.duplicate = Counter(
+            "insiderwatch_events_duplicate",
+            "Events whose id and bytes repeat one of the actor's last 32 (a producer retry): "
+            "neither scored nor learnt",
             registry=r,
         )
         self.late = Counter(

@@ -15,8 +15,8 @@ import orjson
 from models.detector import Detector, rfc3339
 from models.events import AccessEvent, InvalidEvent, parse_event
 from models.state import ActorState, stable_hash
-from stream.dlq import dead_letter_record
 from stream.formats import format_alert
+from stream.records import dead_letter_record
 
 __all__ = ["OfflineResult", "score_files", "read_jsonl", "shard_of"]
 

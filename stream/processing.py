@@ -12,7 +12,7 @@ import logging
 import struct
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Protocol
@@ -20,6 +20,7 @@ from typing import Protocol
 import orjson
 
 from models.detector import BatchOutcome, Detector, rfc3339
+from models.duplicates import CONFLICT, DUPLICATE, DuplicateCheck
 from models.events import (
     MAX_AHEAD_OF_RECORD_S,
     AccessEvent,
@@ -28,9 +29,9 @@ from models.events import (
     parse_event,
 )
 from models.state import ActorState, state_from_bytes, state_to_bytes
-from stream.dlq import dead_letter_record
 from stream.formats import format_alert
 from stream.metrics import WorkerMetrics, observe_many
+from stream.records import bounded_key, dead_letter_record, score_record
 
 __all__ = [
     "ConsumedRecord",
@@ -104,6 +105,25 @@ class RawMessage:
     partition: int
     offset: int
     timestamp: int | None
+
+
+@dataclass(slots=True)
+class _SortedBatch:
+    """A batch's records sorted out by :meth:`BatchProcessor._sort_out`: the events to score
+    (with their records), each actor's loaded state, and what was set aside."""
+
+    events: list[AccessEvent] = field(default_factory=list)
+    messages: list[ConsumedRecord] = field(default_factory=list)
+    states: dict[str, ActorState] = field(default_factory=dict)
+    applied: dict[str, tuple[int, int]] = field(default_factory=dict)  # stored input position
+    stored_bytes: dict[str, int] = field(default_factory=dict)
+    position_of: dict[str, tuple[int, int]] = field(default_factory=dict)  # last scored record
+    replayed: int = 0
+    duplicates: int = 0
+    duplicate_check: DuplicateCheck = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.duplicate_check = DuplicateCheck(self.states)
 
 
 class StateStore:
@@ -204,8 +224,9 @@ class BatchProcessor:
             message.offset,
             message.timestamp,
             detected_at,
+            key=message.key,
         )
-        delivery = await self.send_dlq(message.key, record)
+        delivery = await self.send_dlq(bounded_key(message.key), record)
         self.metrics.dead_lettered.labels(reason=problem.reason).inc()
         return delivery
 
@@ -264,7 +285,8 @@ class BatchProcessor:
         store (nothing of this batch is stored yet). An event that still raises is left out,
         with its actor's state as it was before the event, and returned for the DLQ with
         reason ``processing_error``. Scores of the other events are those of a batch without
-        the failing ones (the detector does not depend on batch boundaries).
+        the failing ones (the detector does not depend on batch boundaries), and only they
+        join their actors' recent event ids (a failed event's redelivery is not a duplicate).
         """
         for actor_id in list(states):
             stored = self.store.get(actor_id.encode())
@@ -273,6 +295,7 @@ class BatchProcessor:
             except Exception:  # nothing stored, or unreadable: the actor starts afresh
                 del states[actor_id]
         outcome, kept, failed = BatchOutcome.empty(), [], []
+        recent_ids = DuplicateCheck(states)
         for event, message in zip(events, messages, strict=True):
             before = states.get(event.actor_id)
             snapshot = None if before is None else state_to_bytes(before)
@@ -288,89 +311,150 @@ class BatchProcessor:
                 continue
             outcome.extend(one)
             kept.append(message)
+            recent_ids.classify(event, message.value)  # type: ignore[arg-type]
         return outcome, kept, failed
 
     async def handle(self, messages: Sequence[ConsumedRecord]) -> int:
-        """Process one batch; return the number of alert messages sent."""
+        """Process one batch; return the number of alert messages sent.
+
+        Every consumed record ends scored, dead-lettered, or counted as a replay or a
+        duplicate. Alerts and dead letters are acknowledged before the state that reflects
+        them is written, so a crash can lose neither: at worst an alert is sent twice (same
+        id).
+        """
         started = time.perf_counter()
         now = datetime.now(UTC)
         detected_at = rfc3339(now.timestamp())
-        metrics = self.metrics
-        metrics.consumed.inc(len(messages))
+        self.metrics.consumed.inc(len(messages))
         pending: list = []  # delivery futures that must resolve before state is written
+        batch = await self._sort_out(messages, detected_at, pending)
+        outcome = await self._score(batch, detected_at, pending)
+        await self._send_alerts(outcome, batch.messages, detected_at, pending)
+        await self._send_scores(outcome, batch.messages)
+        if pending:
+            await asyncio.gather(*pending)
+        await self._store_states(batch)
+        for message in messages:
+            self.last_offset[message.partition] = message.offset
+        self._observe(outcome, messages, now, started)
+        return len(outcome.alerts)
+
+    async def _sort_out(
+        self, messages: Sequence[ConsumedRecord], detected_at: str, pending: list
+    ) -> _SortedBatch:
+        """Parse the batch's records, dead-letter the bad ones, load each actor's state once
+        and set aside replays and duplicates; what is left is to be scored."""
+        batch = _SortedBatch()
         seen: set[tuple[int, int]] = set()
-        duplicates = replayed = 0
-        # Each actor's state is loaded once, with the input position it already reflects.
-        # After a crash, Kafka redelivers events whose state update may already be in the
-        # changelog; re-applying them would double-count. Those are skipped as replays.
-        states: dict[str, ActorState] = {}
-        applied: dict[str, tuple[int, int]] = {}
-        stored_bytes: dict[str, int] = {}
-        valid: list[AccessEvent] = []
-        valid_messages: list[ConsumedRecord] = []
-        position_of: dict[str, tuple[int, int]] = {}
+        duplicates = batch.duplicate_check
         for message in messages:
             # Faust can hand the same record over twice (seen for the last record of a
             # partition); a record is processed once per batch, whatever the consumer does.
-            partition, offset = position = (message.partition, message.offset)
+            position = (message.partition, message.offset)
             if position in seen:
-                duplicates += 1
+                batch.replayed += 1
                 continue
             seen.add(position)
-            event = (
-                _parse_or_explain(message.value)
-                if message.value is not None
-                else InvalidEvent("not_json", "message has no value (tombstone)")
-            )
+            event = self._parse(message)
             if isinstance(event, InvalidEvent):
                 pending.append(await self._dead_letter(message, event, detected_at))
                 continue
-            record_ms = message.timestamp
-            if record_ms and event.ts * 1000.0 - record_ms > MAX_AHEAD_OF_RECORD_MS:
-                future = ahead_of_record(event, record_ms)  # the reason, worded once
-                if future is not None:
-                    pending.append(await self._dead_letter(message, future, detected_at))
-                    continue
-            actor_id = event.actor_id
-            if message.key is not None and message.key != actor_id.encode():
-                metrics.key_mismatch.inc()
-            applied_at = applied.get(actor_id)
-            if applied_at is None:  # the actor's first event in this batch
-                applied_at = applied[actor_id] = self._load_state(actor_id, states, stored_bytes)
-            if partition == applied_at[0] and offset <= applied_at[1]:
-                replayed += 1
-                if self.send_score is not None:
-                    await self.send_score(
-                        message.key,
-                        orjson.dumps(
-                            {
-                                "event_id": event.event_id,
-                                "actor_id": actor_id,
-                                "replayed": True,
-                                "source": {"partition": partition, "offset": offset},
-                            }
-                        ),
-                    )
+            if message.key is not None and message.key != event.actor_id.encode():
+                self.metrics.key_mismatch.inc()
+            if self._already_applied(event.actor_id, position, batch):
+                batch.replayed += 1
+                await self._send_score_of(message, event, replayed=True)
                 continue
-            valid.append(event)
-            valid_messages.append(message)
-            position_of[actor_id] = position
-        if replayed or duplicates:
-            metrics.replayed.inc(replayed + duplicates)
+            kind = duplicates.classify(event, message.value)  # type: ignore[arg-type]
+            if kind == DUPLICATE:
+                batch.duplicates += 1
+                await self._send_score_of(message, event, duplicate=True)
+                continue
+            if kind == CONFLICT:
+                problem = InvalidEvent(
+                    "duplicate_event_id",
+                    f"event id {event.event_id[:64]!r} was seen recently for actor "
+                    f"{event.actor_id[:64]!r} with other content",
+                    "event_id",
+                )
+                pending.append(await self._dead_letter(message, problem, detected_at))
+                continue
+            batch.events.append(event)
+            batch.messages.append(message)
+            batch.position_of[event.actor_id] = position
+        if batch.replayed:
+            self.metrics.replayed.inc(batch.replayed)
+        if batch.duplicates:
+            self.metrics.duplicate.inc(batch.duplicates)
+        return batch
+
+    @staticmethod
+    def _parse(message: ConsumedRecord) -> AccessEvent | InvalidEvent:
+        """The record's event, or why it has none (also: an event far ahead of its record)."""
+        if message.value is None:
+            return InvalidEvent("not_json", "message has no value (tombstone)")
+        event = _parse_or_explain(message.value)
+        record_ms = message.timestamp
+        if (
+            isinstance(event, AccessEvent)
+            and record_ms
+            and event.ts * 1000.0 - record_ms > MAX_AHEAD_OF_RECORD_MS
+        ):
+            return ahead_of_record(event, record_ms) or event  # the reason, worded once
+        return event
+
+    def _already_applied(
+        self, actor_id: str, position: tuple[int, int], batch: _SortedBatch
+    ) -> bool:
+        """Whether the actor's stored state already reflects the record at ``position``.
+
+        Each actor's state is loaded once per batch, with the input position it reflects.
+        After a crash, Kafka redelivers events whose state update may already be in the
+        changelog; re-applying them would double-count, so they are skipped as replays.
+        """
+        applied_at = batch.applied.get(actor_id)
+        if applied_at is None:  # the actor's first event in this batch
+            applied_at = batch.applied[actor_id] = self._load_state(
+                actor_id, batch.states, batch.stored_bytes
+            )
+        return position[0] == applied_at[0] and position[1] <= applied_at[1]
+
+    async def _send_score_of(self, message: ConsumedRecord, event: AccessEvent, **verdict) -> None:
+        """Send the score record of an event that is not scored (a replay or a duplicate)."""
+        if self.send_score is None:
+            return
+        record = score_record(
+            event.event_id, event.actor_id, message.partition, message.offset, **verdict
+        )
+        await self.send_score(bounded_key(message.key), record)
+
+    async def _score(self, batch: _SortedBatch, detected_at: str, pending: list) -> BatchOutcome:
+        """The detector's verdicts on the batch's events; events it fails on go to the DLQ."""
         try:
-            outcome = self.detector.process(valid, states, detected_at)
+            outcome = self.detector.process(batch.events, batch.states, detected_at)
         except Exception:  # a bug, not bad input: find the event(s) that trigger it
             log.exception(
                 "insiderwatch worker: scoring a batch of %d events failed; "
                 "scoring them one by one, failing events go to the DLQ",
-                len(valid),
+                len(batch.events),
             )
-            outcome, valid_messages, failed = self._process_one_by_one(
-                valid, valid_messages, states, detected_at
+            outcome, batch.messages, failed = self._process_one_by_one(
+                batch.events, batch.messages, batch.states, detected_at
             )
             for message, problem in failed:
                 pending.append(await self._dead_letter(message, problem, detected_at))
+            return outcome
+        batch.duplicate_check.settle()  # new actors' states now exist
+        return outcome
 
+    async def _send_alerts(
+        self,
+        outcome: BatchOutcome,
+        messages: list[ConsumedRecord],
+        detected_at: str,
+        pending: list,
+    ) -> None:
+        """Send the batch's alerts; one that cannot be rendered sends its event to the DLQ."""
         unformattable = 0
         for alert in outcome.alerts:
             try:
@@ -384,7 +468,7 @@ class BatchProcessor:
                         alert.get("alert_id"),
                         self.alert_format,
                     )
-                message = _message_of(alert["event_id"], outcome, valid_messages)
+                message = _message_of(alert["event_id"], outcome, messages)
                 problem = InvalidEvent(
                     "processing_error",
                     f"alert {alert.get('alert_id')} ({alert.get('severity')}, "
@@ -394,36 +478,37 @@ class BatchProcessor:
                 pending.append(await self._dead_letter(message, problem, detected_at))
                 continue
             pending.append(await self.send_alert(alert["actor_id"].encode(), payload))
-            metrics.alerts.labels(severity=alert["severity"], status=alert["status"]).inc()
-        if self.send_score is not None:
-            for event, value, flagged, message in zip(
-                outcome.events, outcome.scores, outcome.flagged, valid_messages, strict=True
-            ):
-                await self.send_score(
-                    message.key,
-                    orjson.dumps(
-                        {
-                            "event_id": event.event_id,
-                            "actor_id": event.actor_id,
-                            "score": value,
-                            "flagged": flagged,
-                            "source": {"partition": message.partition, "offset": message.offset},
-                        }
-                    ),
-                )
-        # Alerts and dead letters are acknowledged before the state that reflects them is
-        # written, so a crash can lose neither: at worst an alert is sent twice (same id).
-        if pending:
-            await asyncio.gather(*pending)
+            self.metrics.alerts.labels(severity=alert["severity"], status=alert["status"]).inc()
+
+    async def _send_scores(self, outcome: BatchOutcome, messages: list[ConsumedRecord]) -> None:
+        """One score record per scored event (``--scores-topic``)."""
+        send = self.send_score
+        if send is None:
+            return
+        for event, value, flagged, message in zip(
+            outcome.events, outcome.scores, outcome.flagged, messages, strict=True
+        ):
+            record = score_record(
+                event.event_id,
+                event.actor_id,
+                message.partition,
+                message.offset,
+                score=value,
+                flagged=flagged,
+            )
+            await send(bounded_key(message.key), record)
+
+    async def _store_states(self, batch: _SortedBatch) -> None:
+        """Write each actor's state once, with the input position it now reflects."""
         records = []
         decoded = self._decoded
-        for actor_id, (partition, offset) in position_of.items():
-            state = states.get(actor_id)
+        for actor_id, (partition, offset) in batch.position_of.items():
+            state = batch.states.get(actor_id)
             if state is None:  # a new actor whose only events failed (dead-lettered)
                 continue
             value = encode_stored_state(state, partition, offset)
             records.append((actor_id.encode(), value, partition))
-            self.state_bytes += len(value) - stored_bytes.get(actor_id, 0)
+            self.state_bytes += len(value) - batch.stored_bytes.get(actor_id, 0)
             decoded[actor_id] = (value, state, partition, offset)
         await self.store.put_many(records)
         overflow = len(decoded) - DECODED_CACHE_ACTORS
@@ -432,10 +517,17 @@ class BatchProcessor:
             # deleted, quadratic in the batch (13% of the worker with 100,000 actors).
             for actor_id in list(islice(decoded, overflow)):
                 del decoded[actor_id]
-        metrics.state_bytes.set(self.state_bytes)
-        for message in messages:
-            self.last_offset[message.partition] = message.offset
+        self.metrics.state_bytes.set(self.state_bytes)
 
+    def _observe(
+        self,
+        outcome: BatchOutcome,
+        messages: Sequence[ConsumedRecord],
+        now: datetime,
+        started: float,
+    ) -> None:
+        """The batch's scores, lags, size and time in the metrics."""
+        metrics = self.metrics
         metrics.scored.inc(len(outcome.scores))
         late = outcome.n_late
         if late:
@@ -452,4 +544,3 @@ class BatchProcessor:
         )
         metrics.batch_size.observe(len(messages))
         metrics.batch_seconds.observe(time.perf_counter() - started)
-        return len(outcome.alerts)

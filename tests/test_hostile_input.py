@@ -20,6 +20,8 @@ REASONS = {
     "wrong_type",
     "bad_value",
     "bad_timestamp",
+    "too_deep",
+    "too_many_keys",
 }
 json_values = st.recursive(
     st.none()

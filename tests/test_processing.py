@@ -43,11 +43,14 @@ def _processor(model_dir, store):
     return processor, sent
 
 
-def _messages(first_offset: int, n: int, minute0: int = 0) -> list[RawMessage]:
+def _messages(first_offset: int, n: int, minute0: int | None = None) -> list[RawMessage]:
+    """Alice's events at offsets ``first_offset``..: the event at offset k is always event
+    k (a redelivery carries the same bytes), one a minute from ``minute0`` (default: k)."""
+    minute0 = first_offset if minute0 is None else minute0
     return [
         RawMessage(
             b"alice",
-            event_bytes(i, timestamp=f"2026-01-05T09:{minute0 + i:02d}:00Z"),
+            event_bytes(first_offset + i, timestamp=f"2026-01-05T09:{minute0 + i:02d}:00Z"),
             "access-events",
             0,
             first_offset + i,

@@ -35,6 +35,7 @@ from models.state import (
     state_to_bytes,
     window_value,
 )
+from models.duplicates import RECENT_EVENT_IDS
 from stream.processing import decode_stored_state, encode_stored_state
 from tests.helpers import event_bytes, support_veteran
 
@@ -131,7 +132,7 @@ def _as_stored_by_json_format(state, version: int) -> bytes:
     """``state`` as formats 3 and 4 stored it: JSON, pairs keyed by name."""
     names = {stable_hash(name): name for name in ("view review", "export customer_profile")}
     names[OTHER_PAIRS] = "~other"
-    values = [getattr(state, f.name) for f in fields(state)]
+    values = [getattr(state, f.name) for f in fields(state)][:-1]  # format 6 added recent_ids
     values[-3] = {names[k]: v for k, v in state.pairs.items()}
     values[-2] = {names[k]: v for k, v in state.pairs_24h.items()}
     return orjson.dumps([version, *(values if version == 4 else values[:-2])])
@@ -166,9 +167,18 @@ def test_a_state_of_an_unknown_format_is_refused_with_its_format():
     state = _state_with_pairs()
     with pytest.raises(ValueError, match="unknown actor state format 99"):
         state_from_bytes(_as_stored_by_json_format(state, 99))
-    newer = msgspec.msgpack.encode([6, *msgspec.msgpack.decode(state_to_bytes(state))[1:]])
-    with pytest.raises(ValueError, match="unknown actor state format 6"):
+    newer = msgspec.msgpack.encode([7, *msgspec.msgpack.decode(state_to_bytes(state))[1:]])
+    with pytest.raises(ValueError, match="unknown actor state format 7"):
         state_from_bytes(newer)
+
+
+def test_a_state_of_format_5_loads_without_recent_event_ids():
+    state = _state_with_pairs()
+    state.recent_ids = b"\x01" * 16
+    values = msgspec.msgpack.decode(state_to_bytes(state))
+    assert values[0] == 6 and values[-1] == state.recent_ids
+    loaded = state_from_bytes(msgspec.msgpack.encode([5, *values[1:-1]]))
+    assert loaded.recent_ids == b"" and loaded.pairs == state.pairs and loaded.win == state.win
 
 
 def test_the_largest_state_the_contract_allows_fits_in_two_kib():
@@ -216,6 +226,7 @@ def test_the_largest_state_the_contract_allows_fits_in_two_kib():
         pairs={**{hash32 - k: count for k in range(MAX_PAIRS)}, OTHER_PAIRS: count},
         pairs_24h={hash32 - k: [stamp, stamp] for k in range(MAX_PAIRS_24H)},
         rebaselined_ts=stamp,
+        recent_ids=b"\xff" * (8 * RECENT_EVENT_IDS),
     )
     stored = encode_stored_state(state, 2**31 - 1, big)
     assert decode_stored_state(stored)[0] == state
