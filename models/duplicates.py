@@ -18,10 +18,18 @@ from __future__ import annotations
 import zlib
 from collections.abc import Mapping
 
-from models.events import AccessEvent
+from models.events import AccessEvent, InvalidEvent
 from models.state import ActorState
 
-__all__ = ["NEW", "DUPLICATE", "CONFLICT", "RECENT_EVENT_IDS", "DuplicateCheck", "fingerprint"]
+__all__ = [
+    "NEW",
+    "DUPLICATE",
+    "CONFLICT",
+    "RECENT_EVENT_IDS",
+    "DuplicateCheck",
+    "duplicate_id_problem",
+    "fingerprint",
+]
 
 NEW, DUPLICATE, CONFLICT = 0, 1, 2
 RECENT_EVENT_IDS = 32
@@ -39,6 +47,16 @@ def fingerprint(event_id: str, raw: bytes) -> tuple[bytes, bytes]:
     encoded = event_id.encode()
     id_hash = (zlib.crc32(encoded) << 8) | (zlib.adler32(encoded) & 0xFF)
     return id_hash.to_bytes(_ID_BYTES, "big"), (zlib.crc32(raw) & 0xFFFFFF).to_bytes(3, "big")
+
+
+def duplicate_id_problem(event: AccessEvent) -> InvalidEvent:
+    """The dead-letter reason of a :data:`CONFLICT`: an id seen recently with other content."""
+    return InvalidEvent(
+        "duplicate_event_id",
+        f"event id {event.event_id[:64]!r} was seen recently for actor "
+        f"{event.actor_id[:64]!r} with other content",
+        "event_id",
+    )
 
 
 def _find_id(ring: bytes, id_part: bytes) -> int:

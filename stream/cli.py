@@ -314,7 +314,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     elapsed = time.monotonic() - started
     print(
         f"score: {result.events} events: {result.scored} scored, {result.dead_lettered} dead-lettered "
-        f"{dict(sorted(result.reasons.items()))}; {result.incidents} incidents, {result.alerts} alert messages "
+        f"{dict(sorted(result.reasons.items()))}, {result.duplicates} duplicates; "
+        f"{result.incidents} incidents, {result.alerts} alert messages "
         f"-> {args.out} ({result.events / max(elapsed, 1e-9):,.0f} events/s, model {detector.model.version})"
     )
     return 0

@@ -13,6 +13,7 @@ from pathlib import Path
 import orjson
 
 from models.detector import Detector, rfc3339
+from models.duplicates import CONFLICT, DUPLICATE, DuplicateCheck, duplicate_id_problem
 from models.events import AccessEvent, InvalidEvent, parse_event
 from models.state import ActorState, stable_hash
 from stream.formats import format_alert
@@ -28,6 +29,7 @@ class OfflineResult:
     events: int = 0
     scored: int = 0
     dead_lettered: int = 0
+    duplicates: int = 0  # same event id and bytes as one of the actor's recent events
     alerts: int = 0
     incidents: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
@@ -140,6 +142,7 @@ def _score_in_parallel(detector, paths, workers, outputs, alert_format, progress
         total.events += part.events
         total.scored += part.scored
         total.dead_lettered += part.dead_lettered
+        total.duplicates += part.duplicates
         total.alerts += part.alerts
         total.incidents += part.incidents
         for reason, count in part.reasons.items():
@@ -167,9 +170,11 @@ def _score_shard(
     scores_out = open(all_scores_path, "wb") if all_scores_path else None  # noqa: SIM115
     dlq_out = open(dlq_path, "wb") if dlq_path else None  # noqa: SIM115
     try:
+        recent_ids = DuplicateCheck(states)
 
         def flush(buffer: list[AccessEvent]) -> None:
             outcome = detector.process(buffer, states, detected_at)
+            recent_ids.settle()
             for alert in outcome.alerts:
                 out.write(orjson.dumps(format_alert(alert, alert_format)) + b"\n")
                 result.alerts += 1
@@ -194,6 +199,13 @@ def _score_shard(
                 progress(len(buffer))
             buffer.clear()
 
+        def dead_letter(raw: bytes, problem: InvalidEvent, path: str, line_number: int) -> None:
+            result.dead_lettered += 1
+            result.reasons[problem.reason] = result.reasons.get(problem.reason, 0) + 1
+            if dlq_out is not None:
+                record = dead_letter_record(raw, problem, path, 0, line_number, None, detected_at)
+                dlq_out.write(record + b"\n")
+
         for path in paths:
             buffer: list[AccessEvent] = []
             for line_number, raw in read_jsonl(path):
@@ -202,15 +214,14 @@ def _score_shard(
                 result.events += 1
                 parsed = parse_event(raw)
                 if isinstance(parsed, InvalidEvent):
-                    result.dead_lettered += 1
-                    result.reasons[parsed.reason] = result.reasons.get(parsed.reason, 0) + 1
-                    if dlq_out is not None:
-                        dlq_out.write(
-                            dead_letter_record(
-                                raw, parsed, str(path), 0, line_number, None, detected_at
-                            )
-                            + b"\n"
-                        )
+                    dead_letter(raw, parsed, str(path), line_number)
+                    continue
+                kind = recent_ids.classify(parsed, raw)
+                if kind == DUPLICATE:
+                    result.duplicates += 1
+                    continue
+                if kind == CONFLICT:
+                    dead_letter(raw, duplicate_id_problem(parsed), str(path), line_number)
                     continue
                 buffer.append(parsed)
                 if len(buffer) >= CHUNK:

@@ -20,7 +20,7 @@ from typing import Protocol
 import orjson
 
 from models.detector import BatchOutcome, Detector, rfc3339
-from models.duplicates import CONFLICT, DUPLICATE, DuplicateCheck
+from models.duplicates import CONFLICT, DUPLICATE, DuplicateCheck, duplicate_id_problem
 from models.events import (
     MAX_AHEAD_OF_RECORD_S,
     AccessEvent,
@@ -371,12 +371,7 @@ class BatchProcessor:
                 await self._send_score_of(message, event, duplicate=True)
                 continue
             if kind == CONFLICT:
-                problem = InvalidEvent(
-                    "duplicate_event_id",
-                    f"event id {event.event_id[:64]!r} was seen recently for actor "
-                    f"{event.actor_id[:64]!r} with other content",
-                    "event_id",
-                )
+                problem = duplicate_id_problem(event)
                 pending.append(await self._dead_letter(message, problem, detected_at))
                 continue
             batch.events.append(event)

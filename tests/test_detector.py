@@ -148,3 +148,75 @@ def test_rare_window_counts_only_rare_accesses_that_raised_no_alert(small_model)
     assert 39.9 < quiet_window <= 40.0
     alerting_window, flagged = rare_24h_after(threshold=0.0)  # everything alerts
     assert flagged == 40 and alerting_window == 0.0
+
+
+def _scores_with_threshold(model, events, threshold, batch_size):
+    detector = Detector(model)
+    detector.threshold = threshold
+    detector._cusum_limit = float("inf")  # only the per-event threshold flags
+    states, scored = {}, []
+    for i in range(0, len(events), batch_size):
+        scored += detector.process(events[i : i + batch_size], states, "t").scored
+    return scored
+
+
+def test_an_event_scored_exactly_at_the_threshold_is_flagged(small_model):
+    """The threshold is the lowest alerting score (``>=``), on both detection paths."""
+    model = load_model(small_model)
+    events = export_burst(40, growing=True)
+    for batch_size in (1, len(events)):  # the Python path, then the compiled kernel
+        quiet = _scores_with_threshold(model, events, float("inf"), batch_size)
+        highest = max(v.score for v in quiet)
+        first = next(i for i, v in enumerate(quiet) if v.score == highest)
+        assert not any(v.flagged for v in quiet[: first + 1])
+        at_threshold = _scores_with_threshold(model, events, highest, batch_size)
+        assert at_threshold[first].score == highest
+        assert at_threshold[first].flagged, batch_size
+        assert not any(v.flagged for v in at_threshold[:first])
+
+
+def test_alert_ids_name_the_incident_not_only_the_actor(small_model):
+    from models.incidents import alert_id_for
+
+    detector = Detector(load_model(small_model))
+    first_burst = export_burst(60)
+    later = [
+        parse_event(
+            orjson.dumps(
+                {
+                    **_as_doc(e),
+                    "event_id": f"later-{i}",
+                    "timestamp": e.timestamp.replace("2026-01-20", "2026-01-27"),
+                }
+            )
+        )
+        for i, e in enumerate(first_burst)
+    ]
+    other_actor = [
+        parse_event(orjson.dumps({**_as_doc(e), "actor_id": "trudy"})) for e in first_burst
+    ]
+    new = [
+        a
+        for a in detector.process(first_burst + later + other_actor, {}, "t").alerts
+        if a["status"] == "new"
+    ]
+    ids = {(a["actor_id"], a["event_id"]): a["alert_id"] for a in new}
+    assert len(ids) >= 3 and len(set(ids.values())) == len(ids)
+    assert {actor for actor, _ in ids} == {"mallory", "trudy"}
+    for (actor, event_id), alert_id in ids.items():
+        assert alert_id == alert_id_for(actor, event_id)
+
+
+def _as_doc(event) -> dict:
+    return {
+        "event_id": event.event_id,
+        "timestamp": event.timestamp,
+        "actor_id": event.actor_id,
+        "actor_role": event.actor_role,
+        "action": event.action,
+        "resource_type": event.resource_type,
+        "resource_id": event.resource_id,
+        "record_count": event.record_count,
+        "fields": list(event.fields),
+        "ticket_id": event.ticket_id,
+    }

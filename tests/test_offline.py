@@ -31,6 +31,10 @@ def test_parallel_score_equals_single_process(small_model, small_history, tmp_pa
         )
         anomalies.append(orjson.dumps(doc))
     lines[3800:3800] = [b"{broken", b"[1]", *anomalies]
+    lines.insert(2001, lines[2000])  # a producer's retry: counted, not scored
+    reused = orjson.loads(lines[2500])
+    reused["record_count"] = 777  # an event id reused with other content: dead-lettered
+    lines.insert(2502, orjson.dumps(reused))
     events.write_bytes(b"\n".join(lines) + b"\n")
     detector = Detector(load_model(small_model))
     runs = {}
@@ -52,7 +56,9 @@ def test_parallel_score_equals_single_process(small_model, small_history, tmp_pa
         r2.dead_lettered,
         r2.alerts,
     )
-    assert r1.events == len(lines) and r1.dead_lettered == 2 and r1.reasons == r2.reasons
+    assert r1.events == len(lines) and r1.dead_lettered == 3 and r1.reasons == r2.reasons
+    assert r1.reasons["duplicate_event_id"] == 1 and r1.duplicates == r2.duplicates == 1
+    assert r1.events == r1.scored + r1.dead_lettered + r1.duplicates
     assert alerts1, "the injected exports should alert"
     key = lambda a: (a["alert_id"], a["event_id"], a["status"], a["score"])  # noqa: E731
     assert sorted(map(key, alerts1)) == sorted(map(key, alerts2))

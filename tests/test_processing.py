@@ -317,3 +317,62 @@ def test_an_event_from_the_future_is_dead_lettered_and_does_not_freeze_its_actor
     assert "86,400 s after the Kafka record" in dead[0]["detail"]
     assert processor.metrics.scored._value.get() == 3
     assert processor.metrics.late._value.get() == 0
+
+
+def test_a_retried_event_is_counted_as_duplicate_neither_scored_nor_learnt(small_model):
+    store = DictStore()
+    processor, sent = _processor(small_model, store)
+    first = _messages(0, 3)
+    asyncio.run(processor.handle(first))
+    before = decode_stored_state(store.data[b"alice"])[0]
+    # The producer retried offsets 1 and 2 (same bytes, new offsets), and, within one batch,
+    # a new actor's event twice.
+    bob = event_bytes(50, actor_id="bob")
+    retried = [
+        RawMessage(b"alice", m.value, "access-events", 0, 3 + i, None)
+        for i, m in enumerate(first[1:])
+    ]
+    bobs = [RawMessage(b"bob", bob, "access-events", 0, 5 + i, None) for i in range(2)]
+    asyncio.run(processor.handle(retried + bobs))
+    metrics = processor.metrics
+    assert metrics.duplicate._value.get() == 3
+    assert metrics.scored._value.get() == 4  # 3 of alice, bob once
+    after = decode_stored_state(store.data[b"alice"])[0]
+    assert after.n_seen == before.n_seen and after.win == before.win
+    assert decode_stored_state(store.data[b"bob"])[0].n_seen == 1
+    # ... and across batches for the new actor too, after its state was written.
+    asyncio.run(processor.handle([RawMessage(b"bob", bob, "access-events", 0, 7, None)]))
+    assert metrics.duplicate._value.get() == 4 and metrics.scored._value.get() == 4
+    assert sent["dlq"] == []
+
+
+def test_a_reused_event_id_with_other_content_goes_to_the_dlq(small_model):
+    processor, sent = _processor(small_model, DictStore())
+    asyncio.run(processor.handle(_messages(0, 2)))
+    reused = event_bytes(1, resource_id="cust-other", timestamp="2026-01-05T09:05:00Z")
+    asyncio.run(processor.handle([RawMessage(b"alice", reused, "access-events", 0, 2, None)]))
+    (record,) = [orjson.loads(value) for value in sent["dlq"]]
+    assert (record["reason"], record["field"]) == ("duplicate_event_id", "event_id")
+    assert record["source"]["offset"] == 2 and record["raw"] == reused.decode()
+    assert processor.metrics.scored._value.get() == 2
+
+
+def test_consumed_equals_scored_plus_dead_lettered_replayed_and_duplicates(small_model):
+    processor, _ = _processor(small_model, DictStore())
+    batch = _messages(0, 4)
+    asyncio.run(processor.handle(batch))
+    again = [
+        *_messages(2, 4),  # 2 and 3 replayed, 4 and 5 new
+        RawMessage(b"alice", batch[0].value, "access-events", 0, 6, None),  # a retry
+        RawMessage(b"alice", b"\xff", "access-events", 0, 7, None),
+    ]
+    asyncio.run(processor.handle(again))
+    m = processor.metrics
+    dead = sum(
+        sample.value
+        for sample in m.dead_lettered.collect()[0].samples
+        if sample.name.endswith("_total")
+    )
+    accounted = m.scored._value.get() + dead + m.replayed._value.get() + m.duplicate._value.get()
+    assert m.consumed._value.get() == accounted == 10
+    assert (m.replayed._value.get(), m.duplicate._value.get(), dead) == (2, 1, 1)

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from models.detector import observe
+from models.duplicates import RECENT_EVENT_IDS
 from models.events import MAX_ID_CHARS, parse_event, stable_hash
 from models.features import FEATURE_NAMES
 from models.incidents import MAX_EVENT_IDS, IncidentSettings, step_incident
@@ -35,7 +36,6 @@ from models.state import (
     state_to_bytes,
     window_value,
 )
-from models.duplicates import RECENT_EVENT_IDS
 from stream.processing import decode_stored_state, encode_stored_state
 from tests.helpers import event_bytes, support_veteran
 
