@@ -80,8 +80,9 @@ class Deployment:
         for worker in self.workers:
             worker.terminate()
 
-    def produce(self, values: list[tuple[bytes | None, bytes]]) -> list[tuple[int, int]]:
-        """Send ``values`` in order; return the (partition, offset) of each."""
+    def produce(self, values: list[tuple]) -> list[tuple[int, int]]:
+        """Send ``(key, value)`` or ``(key, value, headers)`` records in order; return the
+        (partition, offset) of each."""
         producer = KafkaProducer(
             bootstrap_servers=self.broker,
             **kafka_python_security(self.settings),
@@ -89,7 +90,13 @@ class Deployment:
             linger_ms=5,
             max_request_size=16 * 1024 * 1024,
         )
-        futures = [producer.send(self.settings.topic_events, key=k, value=v) for k, v in values]
+        topic = self.settings.topic_events
+        futures = [
+            producer.send(topic, key=record[0], value=record[1], headers=record[2])
+            if len(record) == 3
+            else producer.send(topic, key=record[0], value=record[1])
+            for record in values
+        ]
         producer.flush()
         positions = [(f.get().partition, f.get().offset) for f in futures]
         producer.close()

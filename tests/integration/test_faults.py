@@ -39,31 +39,48 @@ def _verdicts(deployment: Deployment) -> list[dict]:
     return [orjson.loads(r.value) for r in records]
 
 
+def _source(record: dict) -> tuple[int, int]:
+    return record["source"]["partition"], record["source"]["offset"]
+
+
 def _verify_nothing_lost(
-    deployment, values, positions, small_model, label, survivor, killed_at, report
+    deployment,
+    values,
+    positions,
+    small_model,
+    label,
+    survivor,
+    killed_at,
+    report,
+    min_own_share: float = 0.0,
 ) -> None:
-    """Every event scored or dead-lettered; stream scores and alert ids equal offline."""
+    """Every good event has a real score (a ``replayed`` marker is not one), exactly the
+    injected bad records are dead-lettered, the survivor scored at least ``min_own_share`` of
+    the events itself (the fault came mid-stream), and stream scores and alert ids equal
+    offline."""
     tmp_path = deployment.workdir
-    # Every produced event must end up with a verdict or a dead letter.
+    bad = {positions[i] for i, (_, value) in enumerate(values) if value.startswith(b"{broken")}
+    expected_scored = set(positions) - bad
     deadline = killed_at + 300
-    expected = set(positions)
     while True:
         verdicts = _verdicts(deployment)
         dead = [orjson.loads(r.value) for r in deployment.read_topic(deployment.settings.topic_dlq)]
-        accounted = {(v["source"]["partition"], v["source"]["offset"]) for v in verdicts}
-        accounted |= {(d["source"]["partition"], d["source"]["offset"]) for d in dead}
-        if expected <= accounted or time.monotonic() > deadline:
+        scored = {_source(v) for v in verdicts if not v.get("replayed")}
+        dead_positions = {_source(d) for d in dead}
+        if (expected_scored <= scored and bad <= dead_positions) or time.monotonic() > deadline:
             break
         time.sleep(5)
-    missing = expected - accounted
-    scored = {(v["source"]["partition"], v["source"]["offset"]) for v in verdicts}
+    missing = expected_scored - scored
     replayed = survivor.metric("insiderwatch_events_replayed_total")
+    own = survivor.metric("insiderwatch_events_scored_total")
     report(
-        f"\n[{label}] in={len(values)} scored={len(scored)} dlq={len({d['source']['offset'] for d in dead})} "
-        f"lost={len(missing)} replayed-and-skipped={replayed:.0f}",
+        f"\n[{label}] in={len(values)} scored={len(scored)} dlq={len(dead_positions)} "
+        f"lost={len(missing)} replayed-and-skipped={replayed:.0f} scored-by-survivor={own:.0f}",
     )
     assert not missing, f"{len(missing)} events lost"
-    assert len(dead) >= 10
+    assert dead_positions == bad, (sorted(dead_positions - bad)[:5], sorted(bad - dead_positions))
+    assert {d["reason"] for d in dead} == {"not_json"}
+    assert own >= min_own_share * len(values), f"the survivor scored only {own:.0f} events"
 
     # Offline reference over the same events, in the same per-actor order.
     events_file = tmp_path / "events.jsonl"
@@ -139,7 +156,15 @@ def test_kill_9_mid_stream_loses_nothing_and_restores_state(
         second = deployment.start_worker()
         second.wait_ready()
         _verify_nothing_lost(
-            deployment, values, positions, small_model, "crash", second, killed_at, report
+            deployment,
+            values,
+            positions,
+            small_model,
+            "crash",
+            second,
+            killed_at,
+            report,
+            min_own_share=0.3,
         )
         assert_the_state_gauge_counts_the_whole_store(deployment, second)
     finally:
@@ -182,35 +207,56 @@ def test_scale_out_and_fail_over_to_the_surviving_worker(
         )
         assert orjson.loads(second.get("/ready")[1])["partitions"] == list(range(6))
         _verify_nothing_lost(
-            deployment, values, positions, small_model, "scale-out", second, killed_at, report
+            deployment,
+            values,
+            positions,
+            small_model,
+            "scale-out",
+            second,
+            killed_at,
+            report,
+            min_own_share=0.3,
         )
     finally:
         deployment.stop()
 
 
-def test_worker_resumes_after_a_broker_restart(kafka_broker, small_model, tmp_path, report):
+@pytest.mark.parametrize("how", ["graceful", "hard"])
+def test_worker_resumes_after_a_broker_restart(kafka_broker, small_model, tmp_path, report, how):
+    """The broker stops (SIGTERM) or dies (SIGKILL) while events are flowing; the worker
+    survives, and events produced after the broker is back are scored too."""
     deployment = Deployment(kafka_broker.bootstrap, small_model, tmp_path, scores_topic=True)
     try:
         values = _workload()
-        positions = deployment.produce(values)
+        half = len(values) // 2
+        positions = deployment.produce(values[:half])
         worker = deployment.start_worker()
         worker.wait_ready()
         worker.wait_metric("insiderwatch_events_consumed_total", N_EVENTS * 0.2, timeout_s=180)
         stopped_at = time.monotonic()
-        kafka_broker.stop()
+        consumed_at_stop = worker.metric("insiderwatch_events_consumed_total")
+        assert consumed_at_stop < half, "the broker must go down while events are flowing"
+        if how == "hard":
+            kafka_broker.kill()
+            while kafka_broker.pid() is not None and time.monotonic() - stopped_at < 30:
+                time.sleep(0.2)
+        else:
+            kafka_broker.stop()
         time.sleep(5)
         kafka_broker.start(timeout_s=120)
-        report(f"\n[broker-restart] broker down for {time.monotonic() - stopped_at:.1f} s")
+        report(f"\n[broker-{how}] broker down for {time.monotonic() - stopped_at:.1f} s")
         assert worker.process.poll() is None, "the worker must survive a broker restart"
+        positions += deployment.produce(values[half:])
         _verify_nothing_lost(
             deployment,
             values,
             positions,
             small_model,
-            "broker-restart",
+            f"broker-{how}",
             worker,
             time.monotonic(),
             report,
+            min_own_share=0.9,
         )
         assert worker.process.poll() is None
     finally:

@@ -95,7 +95,8 @@ def test_every_event_is_scored_or_dead_lettered_and_alerts_match_offline(
         # faust worker binds 0.0.0.0 by default; ours must listen on loopback only.
         assert worker.listen_addresses() == {"127.0.0.1"}, worker.listen_addresses()
         values = _events()
-        deployment.produce(values)
+        positions = deployment.produce(values)
+        malformed = {positions[i] for i, (key, _) in enumerate(values) if key is None}
         worker.wait_metric("insiderwatch_events_consumed_total", 1000)
         scored = worker.metric("insiderwatch_events_scored_total")
         dead = worker.metric("insiderwatch_events_dead_lettered_total")
@@ -120,7 +121,8 @@ def test_every_event_is_scored_or_dead_lettered_and_alerts_match_offline(
         assert {"not_json", "not_utf8", "not_object", "too_large"} <= set(reasons)
         for record in dlq:
             assert record["source"]["topic"] == deployment.settings.topic_events
-            assert record["source"]["offset"] >= 0 and "raw" in record or "raw_base64" in record
+            assert "raw" in record or "raw_base64" in record
+        assert {(d["source"]["partition"], d["source"]["offset"]) for d in dlq} == malformed
         utf8_failure = next(d for d in dlq if d["reason"] == "not_utf8")
         assert utf8_failure["raw_base64"] == "//76AA=="
 
