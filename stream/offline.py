@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import shutil
 from collections.abc import Iterator
@@ -164,74 +165,89 @@ def _score_shard(
 ) -> OfflineResult:
     """Score the lines of ``paths`` that belong to ``shard`` of ``shards``."""
     out_path, all_scores_path, dlq_path = outputs
-    result = OfflineResult()
-    states: dict[str, ActorState] = {}
-    out = open(out_path, "wb")  # noqa: SIM115
-    scores_out = open(all_scores_path, "wb") if all_scores_path else None  # noqa: SIM115
-    dlq_out = open(dlq_path, "wb") if dlq_path else None  # noqa: SIM115
-    try:
-        recent_ids = DuplicateCheck(states)
-
-        def flush(buffer: list[AccessEvent]) -> None:
-            outcome = detector.process(buffer, states, detected_at)
-            recent_ids.settle()
-            for alert in outcome.alerts:
-                out.write(orjson.dumps(format_alert(alert, alert_format)) + b"\n")
-                result.alerts += 1
-                result.incidents += alert["status"] == "new"
-            if scores_out is not None:
-                for verdict in outcome.scored:
-                    scores_out.write(
-                        orjson.dumps(
-                            {
-                                "event_id": verdict.event.event_id,
-                                "actor_id": verdict.event.actor_id,
-                                "timestamp": verdict.event.timestamp,
-                                "score": verdict.score,
-                                "flagged": verdict.flagged,
-                                "late": verdict.late,
-                            }
-                        )
-                        + b"\n"
-                    )
-            result.scored += len(outcome.scores)
-            if progress is not None:
-                progress(len(buffer))
-            buffer.clear()
-
-        def dead_letter(raw: bytes, problem: InvalidEvent, path: str, line_number: int) -> None:
-            result.dead_lettered += 1
-            result.reasons[problem.reason] = result.reasons.get(problem.reason, 0) + 1
-            if dlq_out is not None:
-                record = dead_letter_record(raw, problem, path, 0, line_number, None, detected_at)
-                dlq_out.write(record + b"\n")
-
+    with contextlib.ExitStack() as files:
+        scorer = _ShardScorer(
+            detector,
+            files.enter_context(open(out_path, "wb")),  # type: ignore[arg-type]
+            files.enter_context(open(all_scores_path, "wb")) if all_scores_path else None,
+            files.enter_context(open(dlq_path, "wb")) if dlq_path else None,
+            alert_format,
+            progress,
+            detected_at,
+        )
         for path in paths:
-            buffer: list[AccessEvent] = []
             for line_number, raw in read_jsonl(path):
-                if shards > 1 and shard_of(raw, shards) != shard:
-                    continue
-                result.events += 1
-                parsed = parse_event(raw)
-                if isinstance(parsed, InvalidEvent):
-                    dead_letter(raw, parsed, str(path), line_number)
-                    continue
-                kind = recent_ids.classify(parsed, raw)
-                if kind == DUPLICATE:
-                    result.duplicates += 1
-                    continue
-                if kind == CONFLICT:
-                    dead_letter(raw, duplicate_id_problem(parsed), str(path), line_number)
-                    continue
-                buffer.append(parsed)
-                if len(buffer) >= CHUNK:
-                    flush(buffer)
-            if buffer:
-                flush(buffer)
-    finally:
-        out.close()
-        if scores_out is not None:
-            scores_out.close()
-        if dlq_out is not None:
-            dlq_out.close()
-    return result
+                if shards == 1 or shard_of(raw, shards) == shard:
+                    scorer.take(raw, str(path), line_number)
+            scorer.flush()
+    return scorer.result
+
+
+class _ShardScorer:
+    """The lines of one shard, as the worker treats a partition's records: parsed,
+    dead-lettered or set aside as duplicates, and scored in chunks of :data:`CHUNK`."""
+
+    def __init__(
+        self, detector, out, scores_out, dlq_out, alert_format, progress, detected_at
+    ) -> None:
+        self.detector, self.alert_format = detector, alert_format
+        self.out, self.scores_out, self.dlq_out = out, scores_out, dlq_out
+        self.progress, self.detected_at = progress, detected_at
+        self.result = OfflineResult()
+        self.states: dict[str, ActorState] = {}
+        self.recent_ids = DuplicateCheck(self.states)
+        self.buffer: list[AccessEvent] = []
+
+    def take(self, raw: bytes, path: str, line_number: int) -> None:
+        """One input line."""
+        result = self.result
+        result.events += 1
+        parsed = parse_event(raw)
+        if isinstance(parsed, InvalidEvent):
+            self._dead_letter(raw, parsed, path, line_number)
+            return
+        kind = self.recent_ids.classify(parsed, raw)
+        if kind == DUPLICATE:
+            result.duplicates += 1
+        elif kind == CONFLICT:
+            self._dead_letter(raw, duplicate_id_problem(parsed), path, line_number)
+        else:
+            self.buffer.append(parsed)
+            if len(self.buffer) >= CHUNK:
+                self.flush()
+
+    def flush(self) -> None:
+        """Score the buffered events; write their alerts and scores."""
+        buffer, result = self.buffer, self.result
+        if not buffer:
+            return
+        outcome = self.detector.process(buffer, self.states, self.detected_at)
+        self.recent_ids.settle()
+        for alert in outcome.alerts:
+            self.out.write(orjson.dumps(format_alert(alert, self.alert_format)) + b"\n")
+            result.alerts += 1
+            result.incidents += alert["status"] == "new"
+        if self.scores_out is not None:
+            for verdict in outcome.scored:
+                event = verdict.event
+                record = {
+                    "event_id": event.event_id,
+                    "actor_id": event.actor_id,
+                    "timestamp": event.timestamp,
+                    "score": verdict.score,
+                    "flagged": verdict.flagged,
+                    "late": verdict.late,
+                }
+                self.scores_out.write(orjson.dumps(record) + b"\n")
+        result.scored += len(outcome.scores)
+        if self.progress is not None:
+            self.progress(len(buffer))
+        buffer.clear()
+
+    def _dead_letter(self, raw: bytes, problem: InvalidEvent, path: str, line_number: int) -> None:
+        result = self.result
+        result.dead_lettered += 1
+        result.reasons[problem.reason] = result.reasons.get(problem.reason, 0) + 1
+        if self.dlq_out is not None:
+            record = dead_letter_record(raw, problem, path, 0, line_number, None, self.detected_at)
+            self.dlq_out.write(record + b"\n")

@@ -1,0 +1,195 @@
+"""The worker's batch path in-process, against another revision of the code in the same run.
+
+``BatchProcessor.handle`` (parse, dead letters, state load, replay and duplicate checks,
+detection, alerts, state store; no broker) over simulated events in batches of 8,000, in two
+cases: *dense* (600 actors, ~13 events per actor per batch) and *many actors* (the same
+events spread over ~120,000 actors, ~1 event per actor per batch). The reference is a plain
+``orjson.loads`` of every message, measured in the same process. With ``--against REV`` the
+same measurement runs on a git worktree of REV, alternating with the working tree, so a
+change on the hot path is measured as a ratio in one run.
+
+Run: .venv/bin/python benchmarks/bench_batch.py --against 3c88e07 [--events 200000 --repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+WORK = REPO / ".local" / "bench-batch"
+BATCH = 8_000
+CASES = ("dense", "many")
+
+
+def _prepare(events: int) -> None:
+    """Model and event files, made once with the working tree's code."""
+    sys.path.insert(0, str(REPO))
+    import orjson
+
+    from models.events import parse_event
+    from models.simulate import SimulationConfig, simulate
+    from models.train import train_model
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    config = SimulationConfig(actors=600, days=30, seed=11, with_scenarios=False)
+    docs = list(simulate(config))
+    history, live = docs[: len(docs) // 2], docs[len(docs) // 2 :][:events]
+    if not (WORK / "model" / "manifest.json").exists():
+        train_model(
+            [parse_event(orjson.dumps(d)) for d in history],
+            WORK / "model",
+            n_estimators=100,
+            warmup_days=5,
+            seed=1,
+        )
+    (WORK / "dense.jsonl").write_bytes(b"\n".join(orjson.dumps(d) for d in live))
+    spread = [{**d, "actor_id": f"{d['actor_id']}-{i % 200}"} for i, d in enumerate(live)]
+    (WORK / "many.jsonl").write_bytes(b"\n".join(orjson.dumps(d) for d in spread))
+
+
+def _measure(repo: str, case: str) -> dict:
+    """CPU seconds per event of ``handle`` and of a plain JSON decode, in this process."""
+    sys.path.insert(0, repo)
+    import orjson
+
+    from models.artifact import load_model
+    from models.detector import Detector
+    from stream.metrics import WorkerMetrics
+    from stream.processing import BatchProcessor, RawMessage
+
+    class Store:
+        def __init__(self) -> None:
+            self.data: dict[bytes, bytes] = {}
+
+        def get(self, key: bytes) -> bytes | None:
+            return self.data.get(key)
+
+        async def put_many(self, records) -> None:
+            for key, value, _ in records:
+                self.data[key] = value
+
+    async def send(key, value):
+        future = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
+    values = (WORK / f"{case}.jsonl").read_bytes().split(b"\n")
+    messages = []
+    for offset, value in enumerate(values):
+        doc = orjson.loads(value)
+        messages.append(RawMessage(doc["actor_id"].encode(), value, "events", 0, offset, None))
+    detector = Detector(load_model(WORK / "model"))
+    detector.warm_up()
+    processor = BatchProcessor(detector, Store(), send, send, WorkerMetrics())
+    batches = [messages[i : i + BATCH] for i in range(0, len(messages), BATCH)]
+    asyncio.run(processor.handle(batches[0]))  # first batch: loading, not timed
+    started = time.process_time()
+    for batch in batches[1:]:
+        asyncio.run(processor.handle(batch))
+    worker_s = time.process_time() - started
+    timed = sum(len(batch) for batch in batches[1:])
+    started = time.process_time()
+    for value in values:
+        orjson.loads(value)
+    decode_s = time.process_time() - started
+    return {
+        "worker_us": worker_s / timed * 1e6,
+        "decode_us": decode_s / len(values) * 1e6,
+        "scored": processor.metrics.scored._value.get(),
+        "events": len(values),
+    }
+
+
+def _run_child(repo: Path, case: str) -> dict:
+    output = subprocess.run(
+        [sys.executable, __file__, "--child", str(repo), "--case", case],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=repo,
+    ).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def _worktree(revision: str) -> Path:
+    path = REPO / ".local" / f"bench-worktree-{revision}"
+    if not path.exists():
+        subprocess.run(
+            ["git", "-C", str(REPO), "worktree", "add", "--detach", str(path), revision],
+            check=True,
+            capture_output=True,
+        )
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--against", help="git revision to compare with (a worktree is made)")
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(_measure(args.child, args.case)))
+        return
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    _prepare(args.events)
+    trees = {"working tree": REPO}
+    if args.against:
+        trees[args.against] = _worktree(args.against)
+    results: dict = {case: {name: [] for name in trees} for case in CASES}
+    for _ in range(args.repeat):
+        for case in CASES:
+            for name, path in trees.items():  # alternating, so drift hits both alike
+                results[case][name].append(_run_child(path, case))
+    _report(results, args)
+
+
+def _report(results: dict, args: argparse.Namespace) -> None:
+    sys.path.insert(0, str(REPO))
+    from benchmarks.common import print_table, save
+
+    rows, summary = [], {}
+    for case, by_tree in results.items():
+        medians = {}
+        for name, runs in by_tree.items():
+            worker = statistics.median(r["worker_us"] for r in runs)
+            decode = statistics.median(r["decode_us"] for r in runs)
+            medians[name] = worker
+            rows.append(
+                [
+                    case,
+                    name,
+                    f"{worker:.2f}",
+                    f"{decode:.2f}",
+                    f"{decode / worker:.1%}",
+                    " ".join(f"{r['worker_us']:.2f}" for r in runs),
+                ]
+            )
+        summary[case] = {name: medians[name] for name in by_tree}
+        if args.against:
+            rows.append(
+                [
+                    case,
+                    "ratio",
+                    f"{medians['working tree'] / medians[args.against]:.3f}",
+                    "",
+                    "",
+                    "working tree / " + args.against,
+                ]
+            )
+    print_table(["case", "code", "CPU us/event", "decode us/event", "decode/worker", "runs"], rows)
+    save("bench_batch", {"args": vars(args), "results": results, "median_us": summary})
+
+
+if __name__ == "__main__":
+    main()
