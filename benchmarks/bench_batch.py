@@ -61,6 +61,7 @@ def _measure(repo: str, case: str) -> dict:
 
     from models.artifact import load_model
     from models.detector import Detector
+    from stream.collector import tune_collector
     from stream.metrics import WorkerMetrics
     from stream.processing import BatchProcessor, RawMessage
 
@@ -87,6 +88,7 @@ def _measure(repo: str, case: str) -> dict:
         messages.append(RawMessage(doc["actor_id"].encode(), value, "events", 0, offset, None))
     detector = Detector(load_model(WORK / "model"))
     detector.warm_up()
+    tune_collector(freeze_existing=True)  # as the worker does after start-up
     processor = BatchProcessor(detector, Store(), send, send, WorkerMetrics())
     batches = [messages[i : i + BATCH] for i in range(0, len(messages), BATCH)]
     asyncio.run(processor.handle(batches[0]))  # first batch: loading, not timed

@@ -61,16 +61,6 @@ def decode_stored_state(data: bytes) -> tuple[ActorState, int, int]:
 MAX_AHEAD_OF_RECORD_MS = MAX_AHEAD_OF_RECORD_S * 1000.0
 
 
-def _parse_or_explain(raw: bytes) -> AccessEvent | InvalidEvent:
-    """:func:`parse_event`, and if it raises (a bug: it returns a reason for any bad input),
-    reason ``processing_error``: one event goes to the DLQ instead of every restart of the
-    worker stopping on the same message."""
-    try:
-        return parse_event(raw)
-    except Exception as exc:
-        return InvalidEvent("processing_error", f"{type(exc).__name__}: {exc}"[:200])
-
-
 def _message_of(event_id: str, outcome: BatchOutcome, messages: Sequence) -> ConsumedRecord:
     """The consumed record of the scored event ``event_id`` (the last one, if repeated)."""
     found = None
@@ -343,10 +333,17 @@ class BatchProcessor:
         self, messages: Sequence[ConsumedRecord], detected_at: str, pending: list
     ) -> _SortedBatch:
         """Parse the batch's records, dead-letter the bad ones, load each actor's state once
-        and set aside replays and duplicates; what is left is to be scored."""
+        and set aside replays and duplicates; what is left is to be scored.
+
+        Each actor's state is loaded once, with the input position it reflects. After a
+        crash, Kafka redelivers events whose state update may already be in the changelog;
+        re-applying them would double-count, so they are skipped as replays.
+        """
         batch = _SortedBatch()
         seen: set[tuple[int, int]] = set()
-        duplicates = batch.duplicate_check
+        classify = batch.duplicate_check.classify
+        applied, position_of = batch.applied, batch.position_of
+        keep_event, keep_message = batch.events.append, batch.messages.append
         for message in messages:
             # Faust can hand the same record over twice (seen for the last record of a
             # partition); a record is processed once per batch, whatever the consumer does.
@@ -359,13 +356,19 @@ class BatchProcessor:
             if isinstance(event, InvalidEvent):
                 pending.append(await self._dead_letter(message, event, detected_at))
                 continue
-            if message.key is not None and message.key != event.actor_id.encode():
+            actor_id = event.actor_id
+            if message.key is not None and message.key != actor_id.encode():
                 self.metrics.key_mismatch.inc()
-            if self._already_applied(event.actor_id, position, batch):
+            applied_at = applied.get(actor_id)
+            if applied_at is None:  # the actor's first event in this batch
+                applied_at = applied[actor_id] = self._load_state(
+                    actor_id, batch.states, batch.stored_bytes
+                )
+            if position[0] == applied_at[0] and position[1] <= applied_at[1]:
                 batch.replayed += 1
                 await self._send_score_of(message, event, replayed=True)
                 continue
-            kind = duplicates.classify(event, message.value)  # type: ignore[arg-type]
+            kind = classify(event, message.value)  # type: ignore[arg-type]
             if kind == DUPLICATE:
                 batch.duplicates += 1
                 await self._send_score_of(message, event, duplicate=True)
@@ -374,9 +377,9 @@ class BatchProcessor:
                 problem = duplicate_id_problem(event)
                 pending.append(await self._dead_letter(message, problem, detected_at))
                 continue
-            batch.events.append(event)
-            batch.messages.append(message)
-            batch.position_of[event.actor_id] = position
+            keep_event(event)
+            keep_message(message)
+            position_of[actor_id] = position
         if batch.replayed:
             self.metrics.replayed.inc(batch.replayed)
         if batch.duplicates:
@@ -385,34 +388,27 @@ class BatchProcessor:
 
     @staticmethod
     def _parse(message: ConsumedRecord) -> AccessEvent | InvalidEvent:
-        """The record's event, or why it has none (also: an event far ahead of its record)."""
-        if message.value is None:
+        """The record's event, or why it has none (also: an event far ahead of its record).
+
+        :func:`parse_event` returns a reason for any bad input; if it raises all the same (a
+        bug), the reason is ``processing_error``: one event goes to the DLQ instead of every
+        restart of the worker stopping on the same message.
+        """
+        value = message.value
+        if value is None:
             return InvalidEvent("not_json", "message has no value (tombstone)")
-        event = _parse_or_explain(message.value)
+        try:
+            event = parse_event(value)
+        except Exception as exc:
+            return InvalidEvent("processing_error", f"{type(exc).__name__}: {exc}"[:200])
         record_ms = message.timestamp
         if (
-            isinstance(event, AccessEvent)
-            and record_ms
+            record_ms
+            and isinstance(event, AccessEvent)
             and event.ts * 1000.0 - record_ms > MAX_AHEAD_OF_RECORD_MS
         ):
             return ahead_of_record(event, record_ms) or event  # the reason, worded once
         return event
-
-    def _already_applied(
-        self, actor_id: str, position: tuple[int, int], batch: _SortedBatch
-    ) -> bool:
-        """Whether the actor's stored state already reflects the record at ``position``.
-
-        Each actor's state is loaded once per batch, with the input position it reflects.
-        After a crash, Kafka redelivers events whose state update may already be in the
-        changelog; re-applying them would double-count, so they are skipped as replays.
-        """
-        applied_at = batch.applied.get(actor_id)
-        if applied_at is None:  # the actor's first event in this batch
-            applied_at = batch.applied[actor_id] = self._load_state(
-                actor_id, batch.states, batch.stored_bytes
-            )
-        return position[0] == applied_at[0] and position[1] <= applied_at[1]
 
     async def _send_score_of(self, message: ConsumedRecord, event: AccessEvent, **verdict) -> None:
         """Send the score record of an event that is not scored (a replay or a duplicate)."""
