@@ -176,18 +176,23 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def _parse_events(
     records, since: float | None = None, until: float | None = None
 ) -> tuple[list, int]:
-    """Valid events in event-time order (within [since, until) when given), and the bad count.
+    """Valid events in event-time order (within [since, until) when given), and the count of
+    records skipped (invalid, or an actor's event id seen before: a producer's retry must not
+    count twice in the baselines, as it does not in the stream).
 
     ``records`` are ``(raw bytes, Kafka record timestamp in ms or None)``; an event the worker
     would refuse as from the future (:func:`models.events.ahead_of_record`) counts as bad."""
     from models.events import InvalidEvent, ahead_of_record, parse_event
 
-    events, bad = [], 0
+    events, bad, seen = [], 0, set()
     for raw, record_ms in records:
         parsed = parse_event(raw)
         if isinstance(parsed, InvalidEvent) or ahead_of_record(parsed, record_ms) is not None:
             bad += 1
+        elif (parsed.actor_id, parsed.event_id) in seen:
+            bad += 1
         elif (since is None or parsed.ts >= since) and (until is None or parsed.ts < until):
+            seen.add((parsed.actor_id, parsed.event_id))
             events.append(parsed)
     # (time, id): the same history gives the same model whatever order it was read in
     # (a topic interleaves its partitions differently from the file it was replayed from).
@@ -269,7 +274,7 @@ def _print_trained(
 ) -> None:
     print(
         f"train: model {manifest['model_version']} from {len(events)} events of {source} "
-        f"({bad} invalid skipped), "
+        f"({bad} invalid or repeated event ids skipped), "
         f"{manifest['actor_count']} actors, threshold {manifest['threshold']:.4f} "
         f"({manifest['training_incidents_at_threshold']} incidents in {manifest['actor_days']} actor-days), "
         f"written to {args.model_dir} in {time.monotonic() - started:.1f} s"
