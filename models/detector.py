@@ -203,7 +203,13 @@ class Detector:
         score(self.model.forest, row)
         path_attribution(self.model.forest, row)
         probe = [
-            AccessEvent(f"warm-up-{i}", "", 1767225600.0 + i, "warm-up", "view", "warm-up")
+            AccessEvent(
+                event_id=f"warm-up-{i}",
+                timestamp=f"2026-01-01T00:00:0{i}Z",
+                actor_id="warm-up",
+                action="view",
+                resource_type="warm-up",
+            )
             for i in range(2)
         ]
         self._process_compiled(probe, {}, "warm-up")

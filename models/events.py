@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
@@ -82,40 +82,74 @@ def pair_key(action: str, resource_type: str) -> str:
     return f"{action} {resource_type}"
 
 
-@dataclass(slots=True)
-class AccessEvent:
+# Contract v1 types with their limits, checked by the C decoder (msgspec) as it reads.
+_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS)]
+_OptionalText = Annotated[str, msgspec.Meta(max_length=MAX_ID_CHARS)] | None
+_FieldName = Annotated[str, msgspec.Meta(max_length=MAX_FIELD_CHARS)]
+_RecordCount = Annotated[int, msgspec.Meta(ge=0, le=MAX_RECORD_COUNT)] | None
+_Fields = Annotated[tuple[_FieldName, ...], msgspec.Meta(max_length=MAX_FIELDS)] | None
+
+
+def _derived(name: str, default: object) -> object:
+    """A field computed in ``__post_init__``, never read from JSON: its JSON name is one no
+    producer sends, and a value sent under it is overwritten."""
+    return msgspec.field(default=default, name=f"~insiderwatch~{name}")
+
+
+class AccessEvent(msgspec.Struct, gc=False):
     """One validated access event (contract v1). ``ts`` is event time in epoch seconds.
+
+    The JSON decoder builds it directly (one C pass that checks every type and limit of the
+    contract, then ``__post_init__``): 1.2 us an event less than decoding into another
+    object and copying, on the hot path of every event. Build one in Python with keywords;
+    ``timestamp`` must be RFC 3339 (``ts`` is always parsed from it).
 
     ``pair``, ``pair_hash``, ``field_hashes``, ``ip_hash`` and ``device_hash`` are derived
     once here, because the state, the features and the baseline all look them up for every
     event (the state keys pairs by ``pair_hash``, so its size does not grow with the length
-    of action and resource type names). Treat an event as read-only; it is not frozen
-    because a frozen dataclass costs a slow ``object.__setattr__`` per field on every
-    construction, on the hot path of every parse.
+    of action and resource type names). Treat an event as read-only. Not tracked by the
+    garbage collector: it holds strings and numbers only.
+
+    >>> e = AccessEvent(event_id="e1", timestamp="2026-01-05T09:30:00Z", actor_id="a",
+    ...                 action="view", resource_type="review", ticket_id="")
+    >>> e.ts, e.actor_role, e.ticket_id, e.pair
+    (1767605400.0, 'unknown', None, 'view review')
     """
 
-    event_id: str
-    timestamp: str
-    ts: float
-    actor_id: str
-    action: str
-    resource_type: str
-    actor_role: str = "unknown"
-    actor_team: str | None = None
-    resource_id: str | None = None
-    record_count: int = 1
-    fields: tuple[str, ...] = ()
-    ticket_id: str | None = None
-    source_ip: str | None = None
-    device_id: str | None = None
-    outcome: str = "success"
-    pair: str = field(init=False, repr=False, compare=False)
-    pair_hash: int = field(init=False, repr=False, compare=False)
-    field_hashes: tuple[int, ...] = field(init=False, repr=False, compare=False)
-    ip_hash: int | None = field(init=False, repr=False, compare=False)
-    device_hash: int | None = field(init=False, repr=False, compare=False)
+    event_id: _Id
+    timestamp: _Id
+    actor_id: _Id
+    action: _Id
+    resource_type: _Id
+    actor_role: _OptionalText = "unknown"
+    actor_team: _OptionalText = None
+    resource_id: _OptionalText = None
+    record_count: _RecordCount = 1
+    fields: _Fields = ()
+    ticket_id: _OptionalText = None
+    source_ip: _OptionalText = None
+    device_id: _OptionalText = None
+    outcome: _OptionalText = "success"
+    ts: float = _derived("ts", 0.0)  # type: ignore[assignment]
+    pair: str = _derived("pair", "")  # type: ignore[assignment]
+    pair_hash: int = _derived("pair_hash", 0)  # type: ignore[assignment]
+    field_hashes: tuple[int, ...] = _derived("field_hashes", ())  # type: ignore[assignment]
+    ip_hash: int | None = _derived("ip_hash", None)  # type: ignore[assignment]
+    device_hash: int | None = _derived("device_hash", None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
+        # The contract's defaults for absent, null or empty values.
+        self.ts = parse_timestamp(self.timestamp)
+        if not self.actor_role:
+            self.actor_role = "unknown"
+        if self.record_count is None:
+            self.record_count = 1
+        if self.fields is None:
+            self.fields = ()
+        if not self.ticket_id:
+            self.ticket_id = None
+        if not self.outcome:
+            self.outcome = "success"
         # stable_hash written out (crc32 of the UTF-8 bytes): a call per hash was a tenth of
         # building an event, on the hot path of every parse.
         self.pair = pair = f"{self.action} {self.resource_type}"
@@ -247,7 +281,7 @@ def parse_event(raw: bytes) -> AccessEvent | InvalidEvent:
         return _bad("too_large", f"message is {len(raw)} bytes, limit {MAX_MESSAGE_BYTES}")
     # The structural bytes, kept by one C pass: openers bound the depth and colons the keys
     # from above (those inside strings count too), so only a message over a limit pays for
-    # the exact measure.
+    # the exact measure. Decoders recurse, so this comes before any of them.
     structure = raw.translate(None, _NOT_STRUCTURE)
     keys_at_most = structure.count(b":")
     if len(structure) - keys_at_most > MAX_DEPTH:
@@ -315,67 +349,24 @@ def _count_keys(doc: object) -> int:
     return count
 
 
-# The contract's common case as a typed schema: msgspec (a maintained C decoder) decodes and
-# checks a well-formed event in one pass, instead of ``orjson.loads`` plus field-by-field
-# checks in Python: ``parse_event`` 5.6 -> 3.9 us per simulated event, on the hot path of
-# every event. It accepts a subset of what :func:`_validated_event` accepts (no integral
-# floats for ``record_count``, no error reasons); anything it refuses takes the full
-# validation, which says why.
-_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS)]
-_OptionalText = Annotated[str, msgspec.Meta(max_length=MAX_ID_CHARS)] | None
-_FieldName = Annotated[str, msgspec.Meta(max_length=MAX_FIELD_CHARS)]
-
-
-class _WellFormedEvent(msgspec.Struct, gc=False):
-    """Contract v1 fields with their limits (other fields are skipped)."""
-
-    event_id: _Id
-    timestamp: _Id
-    actor_id: _Id
-    action: _Id
-    resource_type: _Id
-    actor_role: _OptionalText = None
-    actor_team: _OptionalText = None
-    resource_id: _OptionalText = None
-    record_count: Annotated[int, msgspec.Meta(ge=0, le=MAX_RECORD_COUNT)] | None = 1
-    fields: Annotated[tuple[_FieldName, ...], msgspec.Meta(max_length=MAX_FIELDS)] | None = None
-    ticket_id: _OptionalText = None
-    source_ip: _OptionalText = None
-    device_id: _OptionalText = None
-    outcome: _OptionalText = None
-
-
-_decode_well_formed = msgspec.json.Decoder(_WellFormedEvent).decode
+# The contract's common case: msgspec (a maintained C decoder) decodes and checks a
+# well-formed event into an AccessEvent in one pass, instead of ``orjson.loads`` plus
+# field-by-field checks in Python. It accepts a subset of what :func:`_validated_event`
+# accepts (no integral floats for ``record_count``, no error reasons); anything it refuses
+# takes the full validation, which says why.
+_decode_access_event = msgspec.json.Decoder(AccessEvent).decode
 
 
 def _quick_event(raw: bytes) -> AccessEvent | None:
     """The event when ``raw`` is a plainly valid event, else None (then
     :func:`_validated_event` decides and says why). Builds the same event as the full
     validation (``tests/test_events.py`` checks both). Fields outside the contract are skipped
-    unread, so a number beyond float range in such a field does not refuse the event."""
+    unread, so a number beyond float range in such a field does not refuse the event. Call it
+    only on bytes within :data:`MAX_DEPTH` (the decoder recurses into skipped fields)."""
     try:
-        wire = _decode_well_formed(raw)
-        ts = parse_timestamp(wire.timestamp)
+        return _decode_access_event(raw)
     except (msgspec.DecodeError, ValueError, OverflowError):
         return None
-    record_count = wire.record_count
-    return AccessEvent(
-        wire.event_id,
-        wire.timestamp,
-        ts,
-        wire.actor_id,
-        wire.action,
-        wire.resource_type,
-        wire.actor_role or "unknown",
-        wire.actor_team,
-        wire.resource_id,
-        1 if record_count is None else record_count,
-        wire.fields or (),
-        wire.ticket_id or None,
-        wire.source_ip,
-        wire.device_id,
-        wire.outcome or "success",
-    )
 
 
 def _validated_event(doc: dict) -> AccessEvent | InvalidEvent:
@@ -434,14 +425,13 @@ def _validated_event(doc: dict) -> AccessEvent | InvalidEvent:
 
     timestamp = doc["timestamp"]
     try:
-        ts = parse_timestamp(timestamp)
+        parse_timestamp(timestamp)
     except (ValueError, OverflowError) as exc:
         return _bad("bad_timestamp", f"{timestamp[:64]!r}: {exc}", "timestamp")
 
     return AccessEvent(
         event_id=doc["event_id"],
         timestamp=timestamp,
-        ts=ts,
         actor_id=doc["actor_id"],
         action=doc["action"],
         resource_type=doc["resource_type"],

@@ -289,7 +289,7 @@ def summarise(
     """One plain sentence for the analyst.
 
     >>> from models.events import AccessEvent
-    >>> e = AccessEvent("e1", "2026-01-05T02:00:00Z", 0.0, "alice", "export", "customer_contact",
+    >>> e = AccessEvent("e1", "2026-01-05T02:00:00Z", "alice", "export", "customer_contact",
     ...                 actor_role="customer_support")
     >>> summarise(e, [Reason("no_ticket", 1, 0, 0.1, "export on customer_contact without a ticket")], False)
     'customer_support alice: export on customer_contact without a ticket.'

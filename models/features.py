@@ -167,7 +167,7 @@ def actor_pair_probability(event: AccessEvent, state: ActorState, role: RoleProf
 
     >>> from models.peers import RoleProfile
     >>> role = RoleProfile(1, {"view review": 0.25}, [1 / 24] * 24, [1 / 7] * 7, 1, 1, 0.5, 1, {})
-    >>> actor_pair_probability(AccessEvent("e", "t", 0.0, "a", "view", "review"),
+    >>> actor_pair_probability(AccessEvent("e", "2026-01-01T00:00:00Z", "a", "view", "review"),
     ...                        ActorState(0.0, 0.0), role)
     0.25
     """
@@ -189,7 +189,7 @@ def access_surprise(
 
     >>> from models.peers import RoleProfile
     >>> role = RoleProfile(1, {"view review": 0.25}, [1 / 24] * 24, [1 / 7] * 7, 1, 1, 0.5, 1, {})
-    >>> round(access_surprise(AccessEvent("e", "t", 0.0, "a", "view", "review", ticket_id="T"),
+    >>> round(access_surprise(AccessEvent("e", "2026-01-01T00:00:00Z", "a", "view", "review", ticket_id="T"),
     ...                       ActorState(0.0, 0.0), role), 4)
     1.3863
     """
@@ -216,7 +216,7 @@ def role_surprise(event: AccessEvent, role: RoleProfile) -> float:
     >>> from models.peers import RoleProfile
     >>> role = RoleProfile(1, {"view review": 0.25}, [1 / 24] * 24, [1 / 7] * 7, 1, 1, 0.5, 1,
     ...                    {"email": 0.5})
-    >>> round(role_surprise(AccessEvent("e", "t", 0.0, "a", "view", "review",
+    >>> round(role_surprise(AccessEvent("e", "2026-01-01T00:00:00Z", "a", "view", "review",
     ...                                 fields=("email",)), role), 4)
     2.0794
     """
@@ -229,7 +229,7 @@ def field_role_rarity(event: AccessEvent, role: RoleProfile) -> float:
 
     >>> from models.peers import RoleProfile
     >>> role = RoleProfile(1, {}, [1 / 24] * 24, [1 / 7] * 7, 1, 1, 0.5, 1, {"email": 0.5})
-    >>> round(field_role_rarity(AccessEvent("e", "t", 0.0, "a", "view", "review",
+    >>> round(field_role_rarity(AccessEvent("e", "2026-01-01T00:00:00Z", "a", "view", "review",
     ...                                     fields=("email",)), role), 4)
     0.6931
     """
@@ -245,7 +245,7 @@ def role_rarities(event: AccessEvent, role: RoleProfile) -> tuple[float, float]:
     >>> from models.peers import RoleProfile
     >>> role = RoleProfile(1, {"view review": 0.25}, [1 / 24] * 24, [1 / 7] * 7, 1, 1, 0.5, 1,
     ...                    {"email": 0.5})
-    >>> [round(v, 4) for v in role_rarities(AccessEvent("e", "t", 0.0, "a", "view", "review",
+    >>> [round(v, 4) for v in role_rarities(AccessEvent("e", "2026-01-01T00:00:00Z", "a", "view", "review",
     ...                                                 fields=("email",)), role)]
     [1.3863, 0.6931]
     """

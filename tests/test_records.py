@@ -78,8 +78,7 @@ def _worst_event(i: int) -> AccessEvent:
     longest = WORST * (MAX_ID_CHARS - 3) + f"{i:03d}"
     return AccessEvent(
         event_id=longest,
-        timestamp="2026-01-05T09:30:00.000000000000000000000000000000000000000000000000000Z",
-        ts=1767605400.0 + i,
+        timestamp=f"2026-01-05T09:30:{i:02d}.00000000000000000000000000000000000000000000000Z",
         actor_id=WORST * MAX_ID_CHARS,
         action=WORST * MAX_ID_CHARS,
         resource_type=WORST * MAX_ID_CHARS,
