@@ -15,8 +15,8 @@ for the stream and offline ``score``, so a replay drops the same events.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Mapping
+from zlib import adler32, crc32
 
 from models.events import AccessEvent, InvalidEvent
 from models.state import ActorState
@@ -44,11 +44,7 @@ def fingerprint(event_id: str, raw: bytes) -> bytes:
     '088d8d27977500f9'
     """
     encoded = event_id.encode()
-    entry = (
-        (zlib.crc32(encoded) << 32)
-        | ((zlib.adler32(encoded) & 0xFF) << 24)
-        | (zlib.adler32(raw) & 0xFFFFFF)
-    )
+    entry = (crc32(encoded) << 32) | ((adler32(encoded) & 0xFF) << 24) | (adler32(raw) & 0xFFFFFF)
     return entry.to_bytes(_ENTRY_BYTES, "big")
 
 
@@ -99,12 +95,13 @@ class DuplicateCheck:
         ring = self._fresh.get(actor_id, b"") if state is None else state.recent_ids
         if ring:
             position = ring.find(entry[:_ID_BYTES])
-            if position >= 0 and position % _ENTRY_BYTES:  # straddling two entries: look on
-                position = _find_id(ring, entry[:_ID_BYTES])
             if position >= 0:
-                same = ring[position : position + _ENTRY_BYTES] == entry
-                return DUPLICATE if same else CONFLICT
-            ring = (ring[_ENTRY_BYTES:] if len(ring) >= _RING_BYTES else ring) + entry
+                if position % _ENTRY_BYTES:  # straddling two entries: look on
+                    position = _find_id(ring, entry[:_ID_BYTES])
+                if position >= 0:
+                    same = ring[position : position + _ENTRY_BYTES] == entry
+                    return DUPLICATE if same else CONFLICT
+            ring = ring[_ENTRY_BYTES:] + entry if len(ring) >= _RING_BYTES else ring + entry
         else:
             ring = entry
         if state is None:

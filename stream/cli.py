@@ -189,10 +189,12 @@ def _parse_events(
         parsed = parse_event(raw)
         if isinstance(parsed, InvalidEvent) or ahead_of_record(parsed, record_ms) is not None:
             bad += 1
-        elif (parsed.actor_id, parsed.event_id) in seen:
+            continue
+        key = (parsed.actor_id, parsed.event_id)
+        if key in seen:
             bad += 1
         elif (since is None or parsed.ts >= since) and (until is None or parsed.ts < until):
-            seen.add((parsed.actor_id, parsed.event_id))
+            seen.add(key)
             events.append(parsed)
     # (time, id): the same history gives the same model whatever order it was read in
     # (a topic interleaves its partitions differently from the file it was replayed from).
