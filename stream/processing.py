@@ -411,7 +411,8 @@ class BatchProcessor:
         return event
 
     async def _send_score_of(self, message: ConsumedRecord, event: AccessEvent, **verdict) -> None:
-        """Send the score record of an event that is not scored (a replay or a duplicate)."""
+        """Send the score record of one consumed event: its verdict, or that it is a replay or
+        a duplicate."""
         if self.send_score is None:
             return
         record = score_record(
@@ -473,21 +474,12 @@ class BatchProcessor:
 
     async def _send_scores(self, outcome: BatchOutcome, messages: list[ConsumedRecord]) -> None:
         """One score record per scored event (``--scores-topic``)."""
-        send = self.send_score
-        if send is None:
+        if self.send_score is None:
             return
         for event, value, flagged, message in zip(
             outcome.events, outcome.scores, outcome.flagged, messages, strict=True
         ):
-            record = score_record(
-                event.event_id,
-                event.actor_id,
-                message.partition,
-                message.offset,
-                score=value,
-                flagged=flagged,
-            )
-            await send(bounded_key(message.key), record)
+            await self._send_score_of(message, event, score=value, flagged=flagged)
 
     async def _store_states(self, batch: _SortedBatch) -> None:
         """Write each actor's state once, with the input position it now reflects."""

@@ -41,7 +41,7 @@ SETTINGS_DOC: dict[str, tuple[object, str]] = {
     ),
     "model.dir": (".local/model", "model artifact directory (manifest.json + model.npz)"),
     # 8000, not 1000: one fetch is at most one batch (stream/app.py), and fetches of 1000 left
-    # the worker waiting on Faust's consumer thread (BENCHMARKS.md, "Pipeline", session 8).
+    # the worker waiting on Faust's consumer thread (BENCHMARKS.md, "Pipeline").
     "batch.max.events": (8000, "micro-batch size: events scored together"),
     "batch.max.ms": (50, "longest wait to fill a micro-batch, in milliseconds"),
     "store": ("memory://", "Faust table store: memory:// (tests) or rocksdb:// (production)"),

@@ -80,3 +80,17 @@ def support_veteran() -> tuple:
         state, _, _, _ = observe(e, states, peers)
         absorb_into_baseline(state, e)
     return states, peers
+
+
+class DictStore:
+    """The actor-state table as a dict (the processor's ``StateStore``), for tests."""
+
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.data.get(key)
+
+    async def put_many(self, records: list[tuple[bytes, bytes, int]]) -> None:
+        for key, value, _ in records:
+            self.data[key] = value

@@ -10,19 +10,7 @@ from models.artifact import load_model
 from models.detector import Detector
 from stream.metrics import WorkerMetrics
 from stream.processing import BatchProcessor, RawMessage, decode_stored_state, measure_in_slices
-from tests.helpers import event_bytes
-
-
-class DictStore:
-    def __init__(self) -> None:
-        self.data: dict[bytes, bytes] = {}
-
-    def get(self, key: bytes) -> bytes | None:
-        return self.data.get(key)
-
-    async def put_many(self, records: list[tuple[bytes, bytes, int]]) -> None:
-        for key, value, _ in records:
-            self.data[key] = value
+from tests.helpers import DictStore, event_bytes
 
 
 def _processor(model_dir, store):

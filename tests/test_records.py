@@ -25,7 +25,7 @@ from stream.records import (
     dead_letter_record,
     score_record,
 )
-from tests.helpers import event_bytes
+from tests.helpers import DictStore, event_bytes
 
 KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588  # broker and topic default of max.message.bytes
 # JSON's worst expansion of one character: a control character is written as \u0001.
@@ -133,18 +133,6 @@ class _Recorder:
         return send
 
 
-class _Store:
-    def __init__(self) -> None:
-        self.data: dict[bytes, bytes] = {}
-
-    def get(self, key):
-        return self.data.get(key)
-
-    async def put_many(self, records):
-        for key, value, _ in records:
-            self.data[key] = value
-
-
 def test_the_poison_pill_is_dead_lettered_within_the_bound_and_the_partition_goes_on(small_model):
     """A 650,000-byte key and a 64 KiB value of control bytes: 1,043,694 bytes of dead letter
     when the key was reused and every byte escaped; now a bounded record, and the events
@@ -152,7 +140,7 @@ def test_the_poison_pill_is_dead_lettered_within_the_bound_and_the_partition_goe
     recorder = _Recorder()
     processor = BatchProcessor(
         Detector(load_model(small_model)),
-        _Store(),
+        DictStore(),
         recorder.sender("alerts"),
         recorder.sender("dlq"),
         WorkerMetrics(),
