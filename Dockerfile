@@ -2,6 +2,7 @@
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY insiderwatch ./insiderwatch
 COPY models ./models
 COPY stream ./stream
 # The dependencies include rocksdict, the bindings of the rocksdb:// store the compose file uses.

@@ -33,9 +33,9 @@ def _prepare(events: int) -> None:
     sys.path.insert(0, str(REPO))
     import orjson
 
-    from models.events import parse_event
-    from models.simulate import SimulationConfig, simulate
-    from models.train import train_model
+    from insiderwatch.models.events import parse_event
+    from insiderwatch.models.train import train_model
+    from insiderwatch.simulation.simulate import SimulationConfig, simulate
 
     WORK.mkdir(parents=True, exist_ok=True)
     config = SimulationConfig(actors=600, days=30, seed=11, with_scenarios=False)
@@ -59,11 +59,11 @@ def _measure(repo: str, case: str) -> dict:
     sys.path.insert(0, repo)
     import orjson
 
-    from models.artifact import load_model
-    from models.detector import Detector
-    from stream.collector import tune_collector
-    from stream.metrics import WorkerMetrics
-    from stream.processing import BatchProcessor, RawMessage
+    from insiderwatch.models.artifact import load_model
+    from insiderwatch.models.detector import Detector
+    from insiderwatch.stream.collector import tune_collector
+    from insiderwatch.stream.metrics import WorkerMetrics
+    from insiderwatch.stream.processing import BatchProcessor, RawMessage
 
     class Store:
         def __init__(self) -> None:

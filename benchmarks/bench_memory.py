@@ -38,11 +38,11 @@ from benchmarks.bench_pipeline import (  # noqa: E402
     _wait_ready,
 )
 from benchmarks.common import bench_broker, print_table, save  # noqa: E402
-from models.artifact import loads_cleanly  # noqa: E402
-from models.events import parse_event  # noqa: E402
-from models.simulate import SimulationConfig, simulate  # noqa: E402
-from models.train import train_model  # noqa: E402
-from stream.topics import create_topics  # noqa: E402
+from insiderwatch.models.artifact import loads_cleanly  # noqa: E402
+from insiderwatch.models.events import parse_event  # noqa: E402
+from insiderwatch.models.train import train_model  # noqa: E402
+from insiderwatch.simulation.simulate import SimulationConfig, simulate  # noqa: E402
+from insiderwatch.stream.topics import create_topics  # noqa: E402
 
 
 def _measure(args: argparse.Namespace, broker) -> None:

@@ -18,9 +18,9 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import print_table, save  # noqa: E402
-from models.events import parse_event  # noqa: E402
-from models.simulate import SimulationConfig, simulate, write_jsonl  # noqa: E402
-from models.train import train_model  # noqa: E402
+from insiderwatch.models.events import parse_event  # noqa: E402
+from insiderwatch.models.train import train_model  # noqa: E402
+from insiderwatch.simulation.simulate import SimulationConfig, simulate, write_jsonl  # noqa: E402
 
 WORK = Path(__file__).resolve().parent.parent / ".local" / "bench-offline"
 
@@ -55,7 +55,7 @@ def main() -> None:
             [
                 sys.executable,
                 "-m",
-                "stream.cli",
+                "insiderwatch",
                 "score",
                 "--model-dir",
                 str(WORK / "model"),

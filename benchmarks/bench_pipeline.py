@@ -39,13 +39,13 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import bench_broker, print_table, save  # noqa: E402
-from models.artifact import loads_cleanly  # noqa: E402
-from models.events import parse_event  # noqa: E402
-from models.simulate import SimulationConfig, simulate  # noqa: E402
-from models.train import train_model  # noqa: E402
-from stream.broker import LocalKafka  # noqa: E402
-from stream.settings import Settings  # noqa: E402
-from stream.topics import create_topics  # noqa: E402
+from insiderwatch.models.artifact import loads_cleanly  # noqa: E402
+from insiderwatch.models.events import parse_event  # noqa: E402
+from insiderwatch.models.train import train_model  # noqa: E402
+from insiderwatch.simulation.simulate import SimulationConfig, simulate  # noqa: E402
+from insiderwatch.stream.broker import LocalKafka  # noqa: E402
+from insiderwatch.stream.settings import Settings  # noqa: E402
+from insiderwatch.stream.topics import create_topics  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / ".local" / "bench"
@@ -178,7 +178,7 @@ def _metric(port: int, name: str) -> float:
     return total
 
 
-WORKER = [sys.executable, "-m", "stream.cli", "worker"]
+WORKER = [sys.executable, "-m", "insiderwatch", "worker"]
 # The same worker with detection taken out (benchmarks/floor_worker.py).
 FLOOR_WORKER = [sys.executable, str(REPO / "benchmarks" / "floor_worker.py"), "worker"]
 

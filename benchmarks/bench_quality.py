@@ -20,7 +20,7 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import print_table, save  # noqa: E402
-from models.forest import export_forest, score  # noqa: E402
+from insiderwatch.models.forest import export_forest, score  # noqa: E402
 
 ODDS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "odds"
 

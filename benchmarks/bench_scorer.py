@@ -13,7 +13,7 @@ from sklearn.ensemble import IsolationForest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import best_time, print_table, save  # noqa: E402
-from models.forest import export_forest, path_attribution, score  # noqa: E402
+from insiderwatch.models.forest import export_forest, path_attribution, score  # noqa: E402
 
 N_FEATURES = 24
 

@@ -30,12 +30,12 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import print_table, save  # noqa: E402
-from models.artifact import load_model  # noqa: E402
-from models.detector import Detector  # noqa: E402
-from models.events import parse_event  # noqa: E402
-from models.simulate import SimulationConfig, simulate  # noqa: E402
-from models.train import train_model  # noqa: E402
-from stream.collector import tune_collector  # noqa: E402
+from insiderwatch.models.artifact import load_model  # noqa: E402
+from insiderwatch.models.detector import Detector  # noqa: E402
+from insiderwatch.models.events import parse_event  # noqa: E402
+from insiderwatch.models.train import train_model  # noqa: E402
+from insiderwatch.simulation.simulate import SimulationConfig, simulate  # noqa: E402
+from insiderwatch.stream.collector import tune_collector  # noqa: E402
 
 WORK = Path(__file__).resolve().parent.parent / ".local" / "bench-unnamed"
 HISTORY_DAYS, SCORED_DAYS = 21, 7

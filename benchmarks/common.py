@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 def bench_broker(port: int) -> Iterator:
     """The benchmarks' local Kafka broker on ``port`` (controller on ``port + 1``), stopped on
     the way out also when a step fails, so no run leaves a broker behind."""
-    from stream.broker import LocalKafka
+    from insiderwatch.stream.broker import LocalKafka
 
     broker = LocalKafka(
         REPO / ".local" / "bench-kafka", port=port, controller_port=port + 1, heap_mb=1024

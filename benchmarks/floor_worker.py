@@ -19,9 +19,9 @@ from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import models.detector as detector  # noqa: E402
-from models.events import AccessEvent  # noqa: E402
-from models.state import ActorState, new_state  # noqa: E402
+import insiderwatch.models.detector as detector  # noqa: E402
+from insiderwatch.models.events import AccessEvent  # noqa: E402
+from insiderwatch.models.state import ActorState, new_state  # noqa: E402
 
 
 def _no_detection(
@@ -39,6 +39,6 @@ def _no_detection(
 
 if __name__ == "__main__":
     detector.Detector.process = _no_detection  # type: ignore[method-assign]
-    from stream.cli import main
+    from insiderwatch.stream.cli import main
 
     sys.exit(main(sys.argv[1:]))

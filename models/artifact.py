@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from models.features import FEATURE_NAMES, FEATURE_VERSION
-from models.forest import ForestArrays
-from models.peers import PeerBaseline
+from insiderwatch.models.features import FEATURE_NAMES, FEATURE_VERSION
+from insiderwatch.models.forest import ForestArrays
+from insiderwatch.models.peers import PeerBaseline
 
 __all__ = [
     "ArtifactError",

@@ -38,17 +38,17 @@ from zlib import crc32
 import numpy as np
 from numba import njit
 
-from models.events import AccessEvent
-from models.features import (
+from insiderwatch.models.events import AccessEvent
+from insiderwatch.models.features import (
     FEATURE_NAMES,
     MATURE_EVENTS,
     PRIOR_DAYS,
     PRIOR_EVENTS,
     RARE_SURPRISAL,
 )
-from models.forest import ForestArrays, _walk_depths, isolation_score
-from models.peers import PROBABILITY_FLOOR, PeerBaseline
-from models.state import (
+from insiderwatch.models.forest import ForestArrays, _walk_depths, isolation_score
+from insiderwatch.models.peers import PROBABILITY_FLOOR, PeerBaseline
+from insiderwatch.models.state import (
     DAILY_EWMA_ALPHA,
     DAY_S,
     HISTOGRAM_HALVING_AT,
@@ -67,7 +67,7 @@ from models.state import (
     ActorState,
     new_state,
 )
-from models.sustained import CUSUM_TAU_S
+from insiderwatch.models.sustained import CUSUM_TAU_S
 
 __all__ = [
     "WIDTH",

@@ -24,8 +24,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from models.artifact import Model
-from models.compiled import (
+from insiderwatch.models.artifact import Model
+from insiderwatch.models.compiled import (
     FLAG_LATE,
     FLAG_POINT,
     FLAG_SUSTAINED,
@@ -33,9 +33,9 @@ from models.compiled import (
     PackedBatch,
     RoleTable,
 )
-from models.events import AccessEvent
-from models.explain import explain, summarise
-from models.features import (
+from insiderwatch.models.events import AccessEvent
+from insiderwatch.models.explain import explain, summarise
+from insiderwatch.models.features import (
     MATURE_EVENTS,
     access_surprise,
     actor_pair_probability,
@@ -43,10 +43,15 @@ from models.features import (
     is_rare_access,
     role_rarities,
 )
-from models.forest import path_attribution, score
-from models.incidents import SEVERITIES, IncidentSettings, incident_fields, step_incident
-from models.peers import PeerBaseline
-from models.state import (
+from insiderwatch.models.forest import path_attribution, score
+from insiderwatch.models.incidents import (
+    SEVERITIES,
+    IncidentSettings,
+    incident_fields,
+    step_incident,
+)
+from insiderwatch.models.peers import PeerBaseline
+from insiderwatch.models.state import (
     ActorState,
     absorb_into_baseline,
     advance_windows,
@@ -54,7 +59,7 @@ from models.state import (
     new_state,
     rebaseline_for_new_role,
 )
-from models.sustained import cusum_step
+from insiderwatch.models.sustained import cusum_step
 
 __all__ = ["Scored", "BatchOutcome", "Detector", "observe", "rfc3339", "ALERT_SCHEMA"]
 

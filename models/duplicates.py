@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from zlib import adler32, crc32
 
-from models.events import AccessEvent, InvalidEvent
-from models.state import ActorState
+from insiderwatch.models.events import AccessEvent, InvalidEvent
+from insiderwatch.models.state import ActorState
 
 __all__ = [
     "NEW",
@@ -74,7 +74,7 @@ class DuplicateCheck:
     once; an actor without a state yet is remembered here and its state gets the ring in
     :meth:`settle`, once the detector has created it.
 
-    >>> from models.events import parse_event
+    >>> from insiderwatch.models.events import parse_event
     >>> raw = (b'{"event_id":"e1","timestamp":"2026-01-05T09:30:00Z","actor_id":"a1",'
     ...        b'"action":"view","resource_type":"review"}')
     >>> check = DuplicateCheck({})

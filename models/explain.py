@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.events import AccessEvent
-from models.features import (
+from insiderwatch.models.events import AccessEvent
+from insiderwatch.models.features import (
     FEATURE_NAMES,
     PRIOR_EVENTS,
     WORKING_HOURS_PER_DAY,
@@ -23,8 +23,8 @@ from models.features import (
     is_rare_access,
     typical_day,
 )
-from models.peers import RoleProfile
-from models.state import (
+from insiderwatch.models.peers import RoleProfile
+from insiderwatch.models.state import (
     DAY_S,
     N_QUANTITIES,
     W_DENIED,
@@ -288,7 +288,7 @@ def summarise(
 ) -> str:
     """One plain sentence for the analyst.
 
-    >>> from models.events import AccessEvent
+    >>> from insiderwatch.models.events import AccessEvent
     >>> e = AccessEvent("e1", "2026-01-05T02:00:00Z", "alice", "export", "customer_contact",
     ...                 actor_role="customer_support")
     >>> summarise(e, [Reason("no_ticket", 1, 0, 0.1, "export on customer_contact without a ticket")], False)

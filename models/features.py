@@ -17,9 +17,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from models.events import AccessEvent
-from models.peers import PROBABILITY_FLOOR, PeerBaseline, RoleProfile
-from models.state import (
+from insiderwatch.models.events import AccessEvent
+from insiderwatch.models.peers import PROBABILITY_FLOOR, PeerBaseline, RoleProfile
+from insiderwatch.models.state import (
     DAY_S,
     N_QUANTITIES,
     W_DENIED,
@@ -165,7 +165,7 @@ def actor_pair_probability(event: AccessEvent, state: ActorState, role: RoleProf
     """The actor's share of accesses that are ``event``'s (action, resource type) pair, shrunk
     towards the role's share with :data:`PRIOR_EVENTS` pseudo-events.
 
-    >>> from models.peers import RoleProfile
+    >>> from insiderwatch.models.peers import RoleProfile
     >>> role = RoleProfile(1, {"view review": 0.25}, [1 / 24] * 24, [1 / 7] * 7, 1, 1, 0.5, 1, {})
     >>> actor_pair_probability(AccessEvent("e", "2026-01-01T00:00:00Z", "a", "view", "review"),
     ...                        ActorState(0.0, 0.0), role)
@@ -187,7 +187,7 @@ def access_surprise(
     more surprising than each part alone. A field counts only if the actor never returned
     it; its surprise is then the role's -ln share of accesses returning it.
 
-    >>> from models.peers import RoleProfile
+    >>> from insiderwatch.models.peers import RoleProfile
     >>> role = RoleProfile(1, {"view review": 0.25}, [1 / 24] * 24, [1 / 7] * 7, 1, 1, 0.5, 1, {})
     >>> round(access_surprise(AccessEvent("e", "2026-01-01T00:00:00Z", "a", "view", "review", ticket_id="T"),
     ...                       ActorState(0.0, 0.0), role), 4)
@@ -213,7 +213,7 @@ def role_surprise(event: AccessEvent, role: RoleProfile) -> float:
     """-ln p of the access for the role: its (action, resource type) pair plus its rarest
     field. Unlike :func:`access_surprise` it does not fade once the actor has done it.
 
-    >>> from models.peers import RoleProfile
+    >>> from insiderwatch.models.peers import RoleProfile
     >>> role = RoleProfile(1, {"view review": 0.25}, [1 / 24] * 24, [1 / 7] * 7, 1, 1, 0.5, 1,
     ...                    {"email": 0.5})
     >>> round(role_surprise(AccessEvent("e", "2026-01-01T00:00:00Z", "a", "view", "review",
@@ -227,7 +227,7 @@ def role_surprise(event: AccessEvent, role: RoleProfile) -> float:
 def field_role_rarity(event: AccessEvent, role: RoleProfile) -> float:
     """-ln of the role's share of accesses returning the rarest field ``event`` returned.
 
-    >>> from models.peers import RoleProfile
+    >>> from insiderwatch.models.peers import RoleProfile
     >>> role = RoleProfile(1, {}, [1 / 24] * 24, [1 / 7] * 7, 1, 1, 0.5, 1, {"email": 0.5})
     >>> round(field_role_rarity(AccessEvent("e", "2026-01-01T00:00:00Z", "a", "view", "review",
     ...                                     fields=("email",)), role), 4)
@@ -242,7 +242,7 @@ def role_rarities(event: AccessEvent, role: RoleProfile) -> tuple[float, float]:
     """``(-ln p of the pair for the role, field_role_rarity)``: the two parts of
     :func:`role_surprise`, which :func:`feature_row` also reports one by one.
 
-    >>> from models.peers import RoleProfile
+    >>> from insiderwatch.models.peers import RoleProfile
     >>> role = RoleProfile(1, {"view review": 0.25}, [1 / 24] * 24, [1 / 7] * 7, 1, 1, 0.5, 1,
     ...                    {"email": 0.5})
     >>> [round(v, 4) for v in role_rarities(AccessEvent("e", "2026-01-01T00:00:00Z", "a", "view", "review",

@@ -11,7 +11,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
-from models.events import AccessEvent, pair_key
+from insiderwatch.models.events import AccessEvent, pair_key
 
 __all__ = ["RoleProfile", "PeerBaseline", "build_peer_baseline", "pair_key", "GLOBAL_ROLE"]
 
@@ -97,7 +97,7 @@ def _histogram(counts: list[int], smoothing: float = 1.0) -> list[float]:
 def build_peer_baseline(events: Iterable[AccessEvent]) -> PeerBaseline:
     """Aggregate training events into one profile per role plus a global one.
 
-    >>> from models.events import parse_event
+    >>> from insiderwatch.models.events import parse_event
     >>> raw = (b'{"event_id":"%d","timestamp":"2026-01-05T09:00:00Z","actor_id":"a",'
     ...        b'"actor_role":"support","action":"view","resource_type":"review"}')
     >>> peers = build_peer_baseline(parse_event(raw % i) for i in range(4))

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import msgspec
 import orjson
 
-from models.events import AccessEvent, stable_hash
+from insiderwatch.models.events import AccessEvent, stable_hash
 
 __all__ = [
     "ActorState",
@@ -170,7 +170,7 @@ def advance_windows(state: ActorState, event: AccessEvent) -> tuple[bool, bool]:
     is known not to have raised an alert. An event older than ``win_ts - LATENESS_S`` is late: it is still scored but does not
     change the windows.
 
-    >>> from models.events import parse_event
+    >>> from insiderwatch.models.events import parse_event
     >>> e = parse_event(b'{"event_id":"1","timestamp":"2026-01-05T09:00:00Z","actor_id":"a",'
     ...                 b'"action":"view","resource_type":"review","record_count":3}')
     >>> s = new_state(e)
@@ -292,7 +292,7 @@ def count_rare_access(state: ActorState, event: AccessEvent) -> None:
     suspicious. Call after :func:`advance_windows` for the same event; late events are
     ignored like in the other windows.
 
-    >>> from models.events import parse_event
+    >>> from insiderwatch.models.events import parse_event
     >>> e = parse_event(b'{"event_id":"1","timestamp":"2026-01-05T09:00:00Z","actor_id":"a",'
     ...                 b'"action":"view","resource_type":"review"}')
     >>> s = new_state(e)

@@ -15,16 +15,16 @@ from pathlib import Path
 import numpy as np
 from sklearn.ensemble import IsolationForest
 
-from models.artifact import save_model
-from models.compiled import RoleTable, featurize
-from models.detector import rfc3339
-from models.events import AccessEvent
-from models.features import FEATURE_NAMES, FEATURE_VERSION, FEATURES
-from models.forest import export_forest, path_attribution, score
-from models.incidents import DEFAULT_ALERT_BUDGET, IncidentSettings
-from models.peers import PeerBaseline, build_peer_baseline
-from models.state import DAY_S, ActorState
-from models.sustained import CUSUM_TAU_S, cusum_series
+from insiderwatch.models.artifact import save_model
+from insiderwatch.models.compiled import RoleTable, featurize
+from insiderwatch.models.detector import rfc3339
+from insiderwatch.models.events import AccessEvent
+from insiderwatch.models.features import FEATURE_NAMES, FEATURE_VERSION, FEATURES
+from insiderwatch.models.forest import export_forest, path_attribution, score
+from insiderwatch.models.incidents import DEFAULT_ALERT_BUDGET, IncidentSettings
+from insiderwatch.models.peers import PeerBaseline, build_peer_baseline
+from insiderwatch.models.state import DAY_S, ActorState
+from insiderwatch.models.sustained import CUSUM_TAU_S, cusum_series
 
 __all__ = [
     "featurize_history",

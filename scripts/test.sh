@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
-.venv/bin/ruff check models stream tests benchmarks
+.venv/bin/ruff check insiderwatch models stream tests benchmarks
 set +e
 .venv/bin/python -m pytest "$@"
 status=$?

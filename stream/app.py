@@ -21,15 +21,15 @@ from aiohttp import web
 from aiokafka.structs import RecordMetadata
 from faust.streams import _current_event
 
-from models.artifact import ArtifactError, load_model
-from models.detector import Detector
-from stream.collector import tune_collector
-from stream.intake import BatchingApp, BatchIntake
-from stream.logs import logging_config
-from stream.metrics import WorkerMetrics
-from stream.processing import BatchProcessor, measure_in_slices
-from stream.security import faust_credentials
-from stream.settings import Settings
+from insiderwatch.models.artifact import ArtifactError, load_model
+from insiderwatch.models.detector import Detector
+from insiderwatch.stream.collector import tune_collector
+from insiderwatch.stream.intake import BatchingApp, BatchIntake
+from insiderwatch.stream.logs import logging_config
+from insiderwatch.stream.metrics import WorkerMetrics
+from insiderwatch.stream.processing import BatchProcessor, measure_in_slices
+from insiderwatch.stream.security import faust_credentials
+from insiderwatch.stream.settings import Settings
 
 log = logging.getLogger("insiderwatch")
 settings = Settings.load()

@@ -1,6 +1,6 @@
 """The embedded local broker: real Apache Kafka (KRaft, single node) on 127.0.0.1.
 
-Jars come from Maven Central through ``kafka/pom.xml`` (``dependency:copy-dependencies``);
+Jars come from Maven Central through ``broker-pom.xml`` (package data beside this module) (``dependency:copy-dependencies``);
 the storage is formatted with ``kafka.tools.StorageTool`` and ``kafka.Kafka`` runs with a
 bounded heap. Start and stop are idempotent; a process is only ever stopped by the pid this
 module recorded, after checking that the pid still runs our broker.
@@ -19,11 +19,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from stream.settings import REPO_ROOT
-
 __all__ = ["LocalKafka", "SecureListener", "BrokerError"]
 
-POM = REPO_ROOT / "kafka" / "pom.xml"
+POM = Path(__file__).with_name("broker-pom.xml")
 LOG4J2 = """status = warn
 appender.file.type = File
 appender.file.name = file
@@ -255,9 +253,8 @@ class LocalKafka:
         """The broker answers a metadata request (a TCP accept alone is not enough)."""
         if not self.accepts_connections():
             return False
-        from kafka.errors import KafkaError
-
         from kafka import KafkaAdminClient
+        from kafka.errors import KafkaError
 
         try:
             admin = KafkaAdminClient(

@@ -12,9 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-from models.incidents import DEFAULT_ALERT_BUDGET
-from stream.collector import tune_collector
-from stream.settings import SETTINGS_DOC, Settings, SettingsError, flag_name
+from insiderwatch.models.incidents import DEFAULT_ALERT_BUDGET
+from insiderwatch.stream.collector import tune_collector
+from insiderwatch.stream.settings import SETTINGS_DOC, Settings, SettingsError, flag_name
 
 __all__ = ["main", "build_parser"]
 
@@ -99,7 +99,7 @@ def _count_lines(path: str) -> int:
 
 
 def cmd_kafka(args: argparse.Namespace) -> int:
-    from stream.broker import BrokerError, LocalKafka
+    from insiderwatch.stream.broker import BrokerError, LocalKafka
 
     s = _settings(args)
     broker = LocalKafka(
@@ -124,7 +124,7 @@ def cmd_kafka(args: argparse.Namespace) -> int:
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    from stream.topics import create_topics
+    from insiderwatch.stream.topics import create_topics
 
     s = _settings(args)
     created = create_topics(s)
@@ -137,7 +137,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from models.simulate import SimulationConfig, simulate, write_jsonl
+    from insiderwatch.simulation.simulate import SimulationConfig, simulate, write_jsonl
 
     config = SimulationConfig(
         actors=args.actors,
@@ -152,7 +152,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.actors < 10 or args.days < 1:
         raise UserError("simulate needs at least 10 actors and 1 day")
     started = time.monotonic()
-    from stream.progress import progress
+    from insiderwatch.stream.progress import progress
 
     end_day = args.to_day or args.days
     estimate = args.actors * max(1, end_day - args.from_day) * 70  # ~events per actor-day
@@ -182,7 +182,7 @@ def _parse_events(
 
     ``records`` are ``(raw bytes, Kafka record timestamp in ms or None)``; an event the worker
     would refuse as from the future (:func:`models.events.ahead_of_record`) counts as bad."""
-    from models.events import InvalidEvent, ahead_of_record, parse_event
+    from insiderwatch.models.events import InvalidEvent, ahead_of_record, parse_event
 
     events, bad, seen = [], 0, set()
     for raw, record_ms in records:
@@ -205,14 +205,14 @@ def _parse_events(
 def _load_events(
     paths: list[str], since: float | None = None, until: float | None = None
 ) -> tuple[list, int]:
-    from stream.offline import read_jsonl
+    from insiderwatch.stream.offline import read_jsonl
 
     records = ((raw, None) for path in paths for _, raw in read_jsonl(_existing_file(path)))
     return _parse_events(records, since, until)
 
 
 def _event_time(flag: str, value: str | None) -> float | None:
-    from models.events import parse_timestamp
+    from insiderwatch.models.events import parse_timestamp
 
     if value is None:
         return None
@@ -225,7 +225,7 @@ def _event_time(flag: str, value: str | None) -> float | None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from stream.progress import progress
+    from insiderwatch.stream.progress import progress
 
     started = time.monotonic()
     since = _event_time("--since", args.since)
@@ -233,7 +233,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if bool(args.events) == bool(args.from_topic):
         raise UserError("train needs either --events FILE or --from-topic")
     if args.from_topic:
-        from stream.history import read_topic_snapshot
+        from insiderwatch.stream.history import read_topic_snapshot
 
         s = _settings(args)
         with progress(f"train (reading {s.topic_events})", None) as advance:
@@ -249,8 +249,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, events: list, advance) -> dict:
-    from models.incidents import IncidentSettings
-    from models.train import train_model
+    from insiderwatch.models.incidents import IncidentSettings
+    from insiderwatch.models.train import train_model
 
     try:
         return train_model(
@@ -284,8 +284,8 @@ def _print_trained(
 
 
 def _load_detector(settings: Settings):
-    from models.artifact import ArtifactError, load_model
-    from models.detector import Detector
+    from insiderwatch.models.artifact import ArtifactError, load_model
+    from insiderwatch.models.detector import Detector
 
     try:
         model = load_model(settings.model_dir)
@@ -296,8 +296,8 @@ def _load_detector(settings: Settings):
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from stream.offline import score_files
-    from stream.progress import progress
+    from insiderwatch.stream.offline import score_files
+    from insiderwatch.stream.progress import progress
 
     s = _settings(args)
     if args.workers < 1:
@@ -329,12 +329,12 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from stream.replay import replay_file
+    from insiderwatch.stream.replay import replay_file
 
     s = _settings(args)
     _existing_file(args.file)
     started = time.monotonic()
-    from stream.progress import progress
+    from insiderwatch.stream.progress import progress
 
     total = _count_lines(args.file) if sys.stderr.isatty() else None
     if total is not None and args.limit is not None:
@@ -349,7 +349,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
-    from stream.tail import TailFilter, tail_alerts
+    from insiderwatch.stream.tail import TailFilter, tail_alerts
 
     s = _settings(args)
     severities = None
@@ -362,7 +362,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
             )
     start = args.start
     if start not in ("beginning", "end"):
-        from models.events import parse_timestamp
+        from insiderwatch.models.events import parse_timestamp
 
         try:
             parse_timestamp(start)
@@ -382,7 +382,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from stream.topics import missing_topics
+    from insiderwatch.stream.topics import missing_topics
 
     s = _settings(args)
     detector = _load_detector(s)  # fail fast on a bad model, before Faust starts
@@ -392,7 +392,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             f"topic {missing[0]} does not exist on {s.broker}; run 'insiderwatch topics create'"
         )
     os.environ.update(s.as_env())
-    from stream import app as worker_app
+    from insiderwatch.stream import app as worker_app
 
     del detector
     level = {"debug": "debug", "info": "info", "warning": "warn", "error": "error"}[
@@ -418,7 +418,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_model(args: argparse.Namespace) -> int:
-    from models.artifact import ArtifactError, publish_model, rollback_model
+    from insiderwatch.models.artifact import ArtifactError, publish_model, rollback_model
 
     try:
         if args.action == "publish":
@@ -444,7 +444,7 @@ def cmd_model(args: argparse.Namespace) -> int:
 def cmd_model_show(args: argparse.Namespace) -> int:
     import json
 
-    from models.artifact import ArtifactError, load_model
+    from insiderwatch.models.artifact import ArtifactError, load_model
 
     try:
         model = load_model(args.dir)
@@ -475,8 +475,8 @@ def cmd_model_show(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from models.evaluate import EvaluationConfig, run_evaluation
-    from stream.progress import progress
+    from insiderwatch.simulation.evaluate import EvaluationConfig, run_evaluation
+    from insiderwatch.stream.progress import progress
 
     if args.trees < 1:
         raise UserError(f"--trees must be at least 1, got {args.trees}")
@@ -499,7 +499,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from stream.demo import run_demo
+    from insiderwatch.stream.demo import run_demo
 
     return run_demo(_settings(args), actors=args.actors, rate=args.rate)
 
@@ -675,7 +675,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     # kafka-python logs every reconnect attempt; the CLI reports failures in one sentence.
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
-    from stream.topics import BrokerUnreachable
+    from insiderwatch.stream.topics import BrokerUnreachable
 
     try:
         return int(args.func(args) or 0)

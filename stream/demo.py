@@ -20,11 +20,11 @@ from pathlib import Path
 
 from kafka.errors import KafkaError, UnknownTopicOrPartitionError
 
-from stream.broker import LocalKafka
-from stream.replay import replay_file
-from stream.settings import Settings
-from stream.tail import TailFilter, tail_alerts
-from stream.topics import admin_client, create_topics
+from insiderwatch.stream.broker import LocalKafka
+from insiderwatch.stream.replay import replay_file
+from insiderwatch.stream.settings import Settings
+from insiderwatch.stream.tail import TailFilter, tail_alerts
+from insiderwatch.stream.topics import admin_client, create_topics
 
 __all__ = ["run_demo"]
 
@@ -96,14 +96,14 @@ def run_demo(settings: Settings, actors: int = 150, rate: float = 2000.0) -> int
     )
 
     history, live = DEMO_DIR / f"history-{actors}.jsonl", DEMO_DIR / f"live-{actors}.jsonl"
-    cli = [sys.executable, "-m", "stream.cli"]
+    cli = [sys.executable, "-m", "insiderwatch"]
     if not history.exists() or not live.exists():
         say(f"simulating {actors} employees: 21 days of history and 7 days of live traffic")
         for path, days in ((history, ["--to-day", "21"]), (live, ["--from-day", "21"])):
             subprocess.run(
                 [*cli, "simulate", "--actors", str(actors), "--out", str(path), *days], check=True
             )
-    from models.artifact import loads_cleanly
+    from insiderwatch.models.artifact import loads_cleanly
 
     if not loads_cleanly(DEMO_DIR / "model"):
         say("training the isolation forest on the history")

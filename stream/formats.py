@@ -12,7 +12,7 @@ def format_alert(alert: dict, alert_format: str) -> dict:
     if alert_format == "native":
         return alert
     if alert_format == "ocsf":
-        from stream.ocsf import to_detection_finding
+        from insiderwatch.stream.ocsf import to_detection_finding
 
         return to_detection_finding(alert)
     raise ValueError(f"unknown alert format {alert_format!r}")

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
-from kafka import KafkaConsumer, TopicPartition
-from stream.security import kafka_python_security
-from stream.settings import Settings
-from stream.topics import BrokerUnreachable, ensure_reachable
+from insiderwatch.stream.security import kafka_python_security
+from insiderwatch.stream.settings import Settings
+from insiderwatch.stream.topics import BrokerUnreachable, ensure_reachable
 
 __all__ = ["read_topic_snapshot"]
 

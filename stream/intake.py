@@ -41,7 +41,7 @@ from faust.types import TP
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 
-from stream.processing import ConsumedRecord
+from insiderwatch.stream.processing import ConsumedRecord
 
 __all__ = ["BatchIntake", "BatchingApp", "BatchingConsumer", "BatchingTransport", "IntakeBatch"]
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import orjson
 
-from models.detector import Detector, rfc3339
-from models.duplicates import CONFLICT, DUPLICATE, DuplicateCheck, duplicate_id_problem
-from models.events import AccessEvent, InvalidEvent, parse_event
-from models.state import ActorState, stable_hash
-from stream.formats import format_alert
-from stream.records import dead_letter_record
+from insiderwatch.models.detector import Detector, rfc3339
+from insiderwatch.models.duplicates import CONFLICT, DUPLICATE, DuplicateCheck, duplicate_id_problem
+from insiderwatch.models.events import AccessEvent, InvalidEvent, parse_event
+from insiderwatch.models.state import ActorState, stable_hash
+from insiderwatch.stream.formats import format_alert
+from insiderwatch.stream.records import dead_letter_record
 
 __all__ = ["OfflineResult", "score_files", "read_jsonl", "shard_of"]
 

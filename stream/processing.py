@@ -19,19 +19,19 @@ from typing import Protocol
 
 import orjson
 
-from models.detector import BatchOutcome, Detector, rfc3339
-from models.duplicates import CONFLICT, DUPLICATE, DuplicateCheck, duplicate_id_problem
-from models.events import (
+from insiderwatch.models.detector import BatchOutcome, Detector, rfc3339
+from insiderwatch.models.duplicates import CONFLICT, DUPLICATE, DuplicateCheck, duplicate_id_problem
+from insiderwatch.models.events import (
     MAX_AHEAD_OF_RECORD_S,
     AccessEvent,
     InvalidEvent,
     ahead_of_record,
     parse_event,
 )
-from models.state import ActorState, state_from_bytes, state_to_bytes
-from stream.formats import format_alert
-from stream.metrics import WorkerMetrics, observe_many
-from stream.records import bounded_key, dead_letter_record, score_record
+from insiderwatch.models.state import ActorState, state_from_bytes, state_to_bytes
+from insiderwatch.stream.formats import format_alert
+from insiderwatch.stream.metrics import WorkerMetrics, observe_many
+from insiderwatch.stream.records import bounded_key, dead_letter_record, score_record
 
 __all__ = [
     "ConsumedRecord",

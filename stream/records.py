@@ -14,7 +14,7 @@ import hashlib
 
 import orjson
 
-from models.events import MAX_MESSAGE_BYTES, InvalidEvent
+from insiderwatch.models.events import MAX_MESSAGE_BYTES, InvalidEvent
 
 __all__ = [
     "MAX_DETAIL_CHARS",

@@ -7,13 +7,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
+from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from kafka import KafkaProducer
-from stream.offline import read_jsonl
-from stream.security import kafka_python_security
-from stream.settings import Settings
-from stream.topics import BrokerUnreachable, ensure_reachable, missing_topics
+from insiderwatch.stream.offline import read_jsonl
+from insiderwatch.stream.security import kafka_python_security
+from insiderwatch.stream.settings import Settings
+from insiderwatch.stream.topics import BrokerUnreachable, ensure_reachable, missing_topics
 
 __all__ = ["replay_file", "make_producer"]
 

@@ -8,7 +8,7 @@ flag and never logged (:meth:`stream.settings.Settings.describe` masks it).
 
 Example
 -------
->>> from stream.settings import Settings
+>>> from insiderwatch.stream.settings import Settings
 >>> kafka_python_security(Settings.load(environ={}))
 {'security_protocol': 'PLAINTEXT'}
 """
@@ -18,7 +18,7 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
-from stream.settings import Settings
+from insiderwatch.stream.settings import Settings
 
 __all__ = [
     "ssl_context",

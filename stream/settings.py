@@ -11,9 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Settings", "SettingsError", "SETTINGS_DOC", "env_name", "flag_name", "REPO_ROOT"]
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+__all__ = ["Settings", "SettingsError", "SETTINGS_DOC", "env_name", "flag_name"]
 
 
 class SettingsError(ValueError):

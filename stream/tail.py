@@ -7,16 +7,16 @@ import time
 from dataclasses import dataclass
 
 import orjson
+from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from rich.console import Console
 from rich.text import Text
 
-from kafka import KafkaConsumer, TopicPartition
-from models.events import parse_timestamp
-from models.incidents import SEVERITIES
-from stream.security import kafka_python_security
-from stream.settings import Settings
-from stream.topics import BrokerUnreachable, ensure_reachable
+from insiderwatch.models.events import parse_timestamp
+from insiderwatch.models.incidents import SEVERITIES
+from insiderwatch.stream.security import kafka_python_security
+from insiderwatch.stream.settings import Settings
+from insiderwatch.stream.topics import BrokerUnreachable, ensure_reachable
 
 __all__ = ["TailFilter", "tail_alerts", "alert_view"]
 

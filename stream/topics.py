@@ -9,12 +9,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from kafka import KafkaAdminClient
-from stream.security import kafka_python_security
-from stream.settings import Settings
+from insiderwatch.stream.security import kafka_python_security
+from insiderwatch.stream.settings import Settings
 
 __all__ = [
     "ensure_reachable",

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from models.simulate import SimulationConfig, simulate, write_jsonl
-from models.train import train_model
-from stream.offline import read_jsonl
+from insiderwatch.models.train import train_model
+from insiderwatch.simulation.simulate import SimulationConfig, simulate, write_jsonl
+from insiderwatch.stream.offline import read_jsonl
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -47,7 +47,7 @@ def report(request):
 
 @pytest.fixture(scope="session")
 def kafka_broker(request):
-    from stream.broker import BrokerError, LocalKafka
+    from insiderwatch.stream.broker import BrokerError, LocalKafka
 
     port = int(os.environ.get("INSIDERWATCH_TEST_KAFKA_PORT", "19092"))
     broker = LocalKafka(
@@ -75,7 +75,7 @@ def small_history(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def small_model(small_history, tmp_path_factory) -> Path:
     """A model trained on :func:`small_history` (alert budget raised so small tests alert)."""
-    from models.events import parse_event
+    from insiderwatch.models.events import parse_event
 
     events = [parse_event(raw) for _, raw in read_jsonl(small_history)]
     model_dir = tmp_path_factory.mktemp("model")

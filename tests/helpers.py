@@ -27,7 +27,7 @@ def event_bytes(i: int = 0, **overrides) -> bytes:
 
 def export_burst(n: int, growing: bool = False) -> list:
     """``n`` no-ticket exports of customer contacts by 'mallory', one per second from 03:00."""
-    from models.events import parse_event
+    from insiderwatch.models.events import parse_event
 
     return [
         parse_event(
@@ -53,10 +53,10 @@ def export_burst(n: int, growing: bool = False) -> list:
 def support_veteran() -> tuple:
     """``(states, peers)`` after 'alice' made 300 ticketed customer-support accesses over 10
     working days from one laptop: nine profile views to one order-history view."""
-    from models.detector import observe
-    from models.events import parse_event
-    from models.peers import GLOBAL_ROLE, PeerBaseline, RoleProfile
-    from models.state import absorb_into_baseline
+    from insiderwatch.models.detector import observe
+    from insiderwatch.models.events import parse_event
+    from insiderwatch.models.peers import GLOBAL_ROLE, PeerBaseline, RoleProfile
+    from insiderwatch.models.state import absorb_into_baseline
 
     def role(pairs: dict[str, float]) -> RoleProfile:
         hours = [0.01] * 9 + [0.1] * 8 + [0.01] * 7

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from models.artifact import ArtifactError, load_model
+from insiderwatch.models.artifact import ArtifactError, load_model
 
 
 def test_round_trip_loads_verified_arrays(small_model):
@@ -60,7 +60,7 @@ def test_missing_or_wrong_version_directory(tmp_path, small_model):
 
 
 def test_publish_then_rollback_in_one_command(small_model, tmp_path):
-    from models.artifact import publish_model, rollback_model
+    from insiderwatch.models.artifact import publish_model, rollback_model
 
     live = tmp_path / "live"
     first_version, previous = publish_model(small_model, live)
@@ -71,7 +71,9 @@ def test_publish_then_rollback_in_one_command(small_model, tmp_path):
     manifest["model_version"] = "v-next"
     import hashlib
 
-    from models.artifact import _canonical  # re-sign the edited manifest like training does
+    from insiderwatch.models.artifact import (
+        _canonical,  # re-sign the edited manifest like training does
+    )
 
     body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
     manifest["manifest_sha256"] = hashlib.sha256(_canonical(body)).hexdigest()
@@ -84,7 +86,7 @@ def test_publish_then_rollback_in_one_command(small_model, tmp_path):
 
 def test_model_trained_on_other_features_is_refused(small_model, tmp_path):
     """A model whose feature set differs from this code's would score garbage silently."""
-    from models.artifact import save_model
+    from insiderwatch.models.artifact import save_model
 
     model = load_model(small_model)
     manifest = dict(model.manifest)
@@ -95,7 +97,7 @@ def test_model_trained_on_other_features_is_refused(small_model, tmp_path):
 
 
 def test_loads_cleanly_tells_tools_when_to_retrain(small_model, tmp_path):
-    from models.artifact import loads_cleanly
+    from insiderwatch.models.artifact import loads_cleanly
 
     assert loads_cleanly(small_model)
     assert not loads_cleanly(tmp_path / "missing")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream.broker import BrokerError, LocalKafka
+from insiderwatch.stream.broker import BrokerError, LocalKafka
 
 
 def test_wipe_data_empties_a_stopped_broker(tmp_path):

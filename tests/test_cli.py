@@ -15,7 +15,7 @@ def run_cli(*args, env=None):
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("INSIDERWATCH_")}
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "stream.cli", *args],
+        [sys.executable, "-m", "insiderwatch", *args],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -126,7 +126,7 @@ def test_simulate_train_score_round_trip(tmp_path):
 def test_training_from_the_topic_skips_what_the_worker_refuses_as_from_the_future():
     """Training and the worker accept the same events: one more than 1 h after its Kafka
     record (a producer clock ahead) is skipped as invalid by both."""
-    from stream.cli import _parse_events
+    from insiderwatch.stream.cli import _parse_events
     from tests.helpers import event_bytes
 
     record_ms = 1767603600000  # 2026-01-05T09:00:00Z

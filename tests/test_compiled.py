@@ -20,14 +20,13 @@ import numpy as np
 import orjson
 import pytest
 
-from models.artifact import load_model
-from models.compiled import RoleTable, featurize
-from models.detector import Detector, observe
-from models.events import parse_event
-from models.forest import score
-from models.incidents import step_incident
-from models.simulate import SimulationConfig, simulate
-from models.state import (
+from insiderwatch.models.artifact import load_model
+from insiderwatch.models.compiled import RoleTable, featurize
+from insiderwatch.models.detector import Detector, observe
+from insiderwatch.models.events import parse_event
+from insiderwatch.models.forest import score
+from insiderwatch.models.incidents import step_incident
+from insiderwatch.models.state import (
     HISTOGRAM_HALVING_AT,
     LATENESS_S,
     MAX_DEVICES,
@@ -37,7 +36,8 @@ from models.state import (
     count_rare_access,
     state_to_bytes,
 )
-from models.sustained import cusum_step
+from insiderwatch.models.sustained import cusum_step
+from insiderwatch.simulation.simulate import SimulationConfig, simulate
 
 
 def _edge_traffic(seed: int = 11) -> list:

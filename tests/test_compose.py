@@ -6,8 +6,8 @@ import tomllib
 
 import yaml
 
-from stream.cli import build_parser
-from stream.settings import SETTINGS_DOC, env_name
+from insiderwatch.stream.cli import build_parser
+from insiderwatch.stream.settings import SETTINGS_DOC, env_name
 from tests.conftest import REPO
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from stream.metrics import WorkerMetrics
+from insiderwatch.stream.metrics import WorkerMetrics
 from tests.conftest import REPO
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import orjson
 
-from models.artifact import load_model
-from models.detector import Detector
-from models.events import parse_event
-from models.simulate import SimulationConfig, simulate
-from models.state import state_from_bytes, state_to_bytes
+from insiderwatch.models.artifact import load_model
+from insiderwatch.models.detector import Detector
+from insiderwatch.models.events import parse_event
+from insiderwatch.models.state import state_from_bytes, state_to_bytes
+from insiderwatch.simulation.simulate import SimulationConfig, simulate
 from tests.helpers import export_burst
 
 
@@ -131,7 +131,7 @@ def test_severity_grows_with_isolation_depth_beyond_the_training_range(small_mod
 def test_rare_window_counts_only_rare_accesses_that_raised_no_alert(small_model):
     """Exports are rare for customer_support; those that alerted must not keep the actor's
     rare-access windows (and so the rest of its day) elevated."""
-    from models.state import N_QUANTITIES, W_RARE
+    from insiderwatch.models.state import N_QUANTITIES, W_RARE
 
     def rare_24h_after(threshold: float) -> tuple[float, int]:
         detector = Detector(load_model(small_model))
@@ -176,7 +176,7 @@ def test_an_event_scored_exactly_at_the_threshold_is_flagged(small_model):
 
 
 def test_alert_ids_name_the_incident_not_only_the_actor(small_model):
-    from models.incidents import alert_id_for
+    from insiderwatch.models.incidents import alert_id_for
 
     detector = Detector(load_model(small_model))
     first_burst = export_burst(60)

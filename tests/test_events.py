@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from models.events import MAX_MESSAGE_BYTES, AccessEvent, InvalidEvent, parse_event
+from insiderwatch.models.events import MAX_MESSAGE_BYTES, AccessEvent, InvalidEvent, parse_event
 from tests.helpers import event_bytes, event_dict
 
 
@@ -107,7 +107,7 @@ EDGE_CASES = [
 
 @pytest.mark.parametrize("overrides", EDGE_CASES)
 def test_the_quick_path_builds_the_same_event_as_full_validation_or_defers(overrides):
-    from models.events import _quick_event, _validated_event
+    from insiderwatch.models.events import _quick_event, _validated_event
 
     doc = event_dict(1, **overrides)
     quick, full = _quick_event(orjson.dumps(doc)), _validated_event(doc)
@@ -124,8 +124,8 @@ def test_the_quick_path_builds_the_same_event_as_full_validation_or_defers(overr
 
 
 def test_simulated_events_take_the_quick_path():
-    from models.events import _quick_event, _validated_event
-    from models.simulate import SimulationConfig, simulate
+    from insiderwatch.models.events import _quick_event, _validated_event
+    from insiderwatch.simulation.simulate import SimulationConfig, simulate
 
     docs = list(simulate(SimulationConfig(actors=20, days=2, seed=1)))[:2000]
     for doc in docs:
@@ -144,7 +144,7 @@ def test_simulated_events_take_the_quick_path():
     ],
 )
 def test_length_limits_count_characters_not_bytes_on_both_paths(value, accepted):
-    from models.events import _quick_event
+    from insiderwatch.models.events import _quick_event
 
     raw = event_bytes(actor_id=value)
     assert (_quick_event(raw) is not None) is accepted
@@ -167,8 +167,8 @@ def test_duplicate_keys_take_the_last_value_on_both_paths():
 def test_future_tolerance_is_the_lateness_bound():
     """An event up to the tolerance ahead still lets the actor's later real events into the
     windows (they are at most the lateness bound behind it); the two must move together.
-    (models.events cannot import models.state, which imports it.)"""
-    from models.events import MAX_AHEAD_OF_RECORD_S
-    from models.state import LATENESS_S
+    (models.events cannot import insiderwatch.models.state, which imports it.)"""
+    from insiderwatch.models.events import MAX_AHEAD_OF_RECORD_S
+    from insiderwatch.models.state import LATENESS_S
 
     assert MAX_AHEAD_OF_RECORD_S == LATENESS_S

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
-from models.detector import observe
-from models.events import parse_event
-from models.features import (
+from insiderwatch.models.detector import observe
+from insiderwatch.models.events import parse_event
+from insiderwatch.models.features import (
     FEATURE_NAMES,
     FEATURES,
     PRIOR_EVENTS,
@@ -17,8 +17,8 @@ from models.features import (
     role_rarities,
     role_surprise,
 )
-from models.peers import build_peer_baseline
-from models.state import absorb_into_baseline, advance_windows, new_state
+from insiderwatch.models.peers import build_peer_baseline
+from insiderwatch.models.state import absorb_into_baseline, advance_windows, new_state
 from tests.helpers import event_bytes, support_veteran
 
 
@@ -112,8 +112,8 @@ def test_correlated_pair_is_not_rare_when_the_role_does_it():
 
 def test_rare_access_reason_counts_what_the_feature_counts():
     """The explanation of a rare-access count says the number the forest saw."""
-    from models.detector import observe
-    from models.explain import _describe
+    from insiderwatch.models.detector import observe
+    from insiderwatch.models.explain import _describe
 
     peers = _peers()
     role = peers.profile("customer_support")
@@ -178,7 +178,7 @@ def test_time_novelty_counts_the_day_of_the_week_as_well_as_the_hour():
     )
     assert math.isclose(saturday, expected)
 
-    from models.explain import _describe
+    from insiderwatch.models.explain import _describe
 
     saturday_event = parse_event(event_bytes(99, timestamp="2026-01-10T09:30:00Z"))
     _, _, text = _describe("time_novelty", saturday_event, state, role)
@@ -191,7 +191,7 @@ def test_time_novelty_counts_the_day_of_the_week_as_well_as_the_hour():
 def _export_after_history():
     """``(role, event, state, feature row)``: an export without a ticket, returning an email,
     by an actor with 40 ordinary accesses before it."""
-    from models.detector import observe
+    from insiderwatch.models.detector import observe
 
     peers = _peers()
     states = {}
@@ -205,7 +205,7 @@ def _export_after_history():
 def test_every_feature_has_an_explanation():
     """An alert's reasons describe any feature the forest credits; a feature without a
     description would make the worker fail on the alert."""
-    from models.explain import _describe
+    from insiderwatch.models.explain import _describe
 
     role, event, state, _ = _export_after_history()
     for name in FEATURE_NAMES:
@@ -219,7 +219,7 @@ def test_reasons_are_only_features_above_what_is_common_in_training():
     percentile are reasons, unless none is."""
     import numpy as np
 
-    from models.explain import explain
+    from insiderwatch.models.explain import explain
 
     role, event, state, row = _export_after_history()
     features = np.asarray(row)
@@ -243,8 +243,8 @@ def test_reasons_are_only_features_above_what_is_common_in_training():
 def test_missing_ticket_is_mentioned_only_where_tickets_are_the_rule():
     """In a feed without tickets (or for an actor who mostly works without), "without a
     ticket" explains nothing; where tickets are usual, it is part of the reason."""
-    from models.explain import _describe
-    from models.peers import build_peer_baseline
+    from insiderwatch.models.explain import _describe
+    from insiderwatch.models.peers import build_peer_baseline
 
     def surprise_text(ticketed_history: bool) -> str:
         history = [

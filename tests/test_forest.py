@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.ensemble import IsolationForest
 
-from models.forest import export_forest, path_attribution, score
+from insiderwatch.models.forest import export_forest, path_attribution, score
 
 ODDS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "odds"
 ODDS_FILES = sorted(ODDS.glob("*.npz"))

@@ -8,7 +8,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.events import AccessEvent, InvalidEvent, parse_event
+from insiderwatch.models.events import AccessEvent, InvalidEvent, parse_event
 from tests.helpers import event_dict
 
 REASONS = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from models.events import (
+from insiderwatch.models.events import (
     MAX_DEPTH,
     MAX_KEYS,
     MAX_MESSAGE_BYTES,

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from stream.intake import BatchIntake, IntakeBatch
-from stream.processing import RawMessage
+from insiderwatch.stream.intake import BatchIntake, IntakeBatch
+from insiderwatch.stream.processing import RawMessage
 
 
 def _batch(first_offset: int, n: int, generation: int = 1) -> IntakeBatch:
@@ -74,7 +74,7 @@ def _bare_consumer():
     from types import SimpleNamespace
     from weakref import WeakSet
 
-    from stream.intake import BatchingConsumer
+    from insiderwatch.stream.intake import BatchingConsumer
 
     consumer = object.__new__(BatchingConsumer)
     consumer.app = SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda topic: True))

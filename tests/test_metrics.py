@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from prometheus_client import CollectorRegistry, Histogram
 
-from stream.metrics import observe_many
+from insiderwatch.stream.metrics import observe_many
 
 BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from py_ocsf_models.events.findings.detection_finding import DetectionFinding
 
-from models.artifact import load_model
-from models.detector import Detector
-from stream.formats import format_alert
+from insiderwatch.models.artifact import load_model
+from insiderwatch.models.detector import Detector
+from insiderwatch.stream.formats import format_alert
 from tests.helpers import export_burst
 
 

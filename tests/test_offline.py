@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import orjson
 
-from models.artifact import load_model
-from models.detector import Detector
-from stream.offline import score_files
+from insiderwatch.models.artifact import load_model
+from insiderwatch.models.detector import Detector
+from insiderwatch.stream.offline import score_files
 
 
 def _lines(path) -> list[dict]:

@@ -6,10 +6,15 @@ import asyncio
 
 import orjson
 
-from models.artifact import load_model
-from models.detector import Detector
-from stream.metrics import WorkerMetrics
-from stream.processing import BatchProcessor, RawMessage, decode_stored_state, measure_in_slices
+from insiderwatch.models.artifact import load_model
+from insiderwatch.models.detector import Detector
+from insiderwatch.stream.metrics import WorkerMetrics
+from insiderwatch.stream.processing import (
+    BatchProcessor,
+    RawMessage,
+    decode_stored_state,
+    measure_in_slices,
+)
 from tests.helpers import DictStore, event_bytes
 
 
@@ -84,7 +89,7 @@ def test_the_table_wins_over_the_decoded_state_cache(small_model):
 
 
 def test_the_decoded_state_cache_keeps_the_most_recently_written_actors(small_model, monkeypatch):
-    monkeypatch.setattr("stream.processing.DECODED_CACHE_ACTORS", 3)
+    monkeypatch.setattr("insiderwatch.stream.processing.DECODED_CACHE_ACTORS", 3)
     processor, _ = _processor(small_model, DictStore())
 
     def batch(actors, first_offset):
@@ -211,15 +216,15 @@ def test_an_unreadable_stored_state_restarts_the_actor_instead_of_stopping(small
 
 
 def test_an_event_that_makes_the_parser_raise_is_dead_lettered(small_model, monkeypatch):
-    import stream.processing
-    from models.events import parse_event
+    from insiderwatch.models.events import parse_event
+    from insiderwatch.stream import processing
 
     def buggy_parse(raw):
         if b"poison" in raw:
             raise RuntimeError("parser bug")
         return parse_event(raw)
 
-    monkeypatch.setattr(stream.processing, "parse_event", buggy_parse)
+    monkeypatch.setattr(processing, "parse_event", buggy_parse)
     processor, sent = _processor(small_model, DictStore())
     batch = [_message(0, "alice", "a0", 0), _message(1, "alice", "poison", 1)]
     batch.append(_message(2, "alice", "a1", 2))
@@ -234,15 +239,15 @@ def test_an_alert_that_cannot_be_rendered_sends_its_event_to_the_dlq(small_model
     """A bug in rendering one alert must not stop the worker (which would stop on the same
     batch after every restart): the alert's event goes to the DLQ with the alert id, the
     other alerts of the batch are sent, and every event is still scored."""
-    import stream.processing
-    from stream.formats import format_alert
+    from insiderwatch.stream import processing
+    from insiderwatch.stream.formats import format_alert
 
     def buggy_format(alert, alert_format):
         if alert["status"] == "new":
             raise KeyError("finding_info")
         return format_alert(alert, alert_format)
 
-    monkeypatch.setattr(stream.processing, "format_alert", buggy_format)
+    monkeypatch.setattr(processing, "format_alert", buggy_format)
     processor, sent = _processor(small_model, DictStore())
     processor.alert_format = "ocsf"
     burst = [

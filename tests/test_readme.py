@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from stream.cli import _NO_FLAG
-from stream.settings import SETTINGS_DOC, env_name, flag_name
+from insiderwatch.stream.cli import _NO_FLAG
+from insiderwatch.stream.settings import SETTINGS_DOC, env_name, flag_name
 from tests.conftest import REPO
 
 
@@ -18,7 +18,7 @@ def settings_table() -> str:
 
 
 def features_table() -> str:
-    from models.features import FEATURES
+    from insiderwatch.models.features import FEATURES
 
     rows = ["| feature | unit | meaning |", "|---|---|---|"]
     rows += [f"| `{f.name}` | {f.unit} | {f.meaning} |" for f in FEATURES]

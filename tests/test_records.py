@@ -11,14 +11,20 @@ import faust
 import orjson
 import pytest
 
-from models.artifact import load_model
-from models.detector import Detector
-from models.events import MAX_FIELD_CHARS, MAX_FIELDS, MAX_ID_CHARS, AccessEvent, InvalidEvent
-from models.state import MAX_STATE_BYTES
-from stream.formats import format_alert
-from stream.metrics import WorkerMetrics
-from stream.processing import BatchProcessor, RawMessage
-from stream.records import (
+from insiderwatch.models.artifact import load_model
+from insiderwatch.models.detector import Detector
+from insiderwatch.models.events import (
+    MAX_FIELD_CHARS,
+    MAX_FIELDS,
+    MAX_ID_CHARS,
+    AccessEvent,
+    InvalidEvent,
+)
+from insiderwatch.models.state import MAX_STATE_BYTES
+from insiderwatch.stream.formats import format_alert
+from insiderwatch.stream.metrics import WorkerMetrics
+from insiderwatch.stream.processing import BatchProcessor, RawMessage
+from insiderwatch.stream.records import (
     MAX_KEY_BYTES,
     MAX_RECORD_BYTES,
     bounded_key,
@@ -108,7 +114,7 @@ def test_the_worst_alert_and_state_are_bounded(small_model, alert_format):
             largest = max(largest, len(alert["actor_id"].encode()) + len(payload))
     assert largest > 0, "no alert was produced"
     assert largest <= MAX_RECORD_BYTES, largest
-    from stream.processing import encode_stored_state
+    from insiderwatch.stream.processing import encode_stored_state
 
     (state,) = states.values()
     stored = encode_stored_state(state, 2**31 - 1, 2**63 - 1)

@@ -6,8 +6,8 @@ import ssl
 
 import pytest
 
-from stream.security import faust_credentials, kafka_python_security, ssl_context
-from stream.settings import Settings, SettingsError
+from insiderwatch.stream.security import faust_credentials, kafka_python_security, ssl_context
+from insiderwatch.stream.settings import Settings, SettingsError
 
 
 def test_flag_beats_env_beats_default():

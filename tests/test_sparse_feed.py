@@ -14,12 +14,12 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from models.artifact import load_model
-from models.detector import Detector
-from models.events import AccessEvent, parse_event
-from models.simulate import SimulationConfig, simulate
-from models.state import DAY_S
-from models.train import train_model
+from insiderwatch.models.artifact import load_model
+from insiderwatch.models.detector import Detector
+from insiderwatch.models.events import AccessEvent, parse_event
+from insiderwatch.models.state import DAY_S
+from insiderwatch.models.train import train_model
+from insiderwatch.simulation.simulate import SimulationConfig, simulate
 
 KEPT = ("event_id", "timestamp", "actor_id", "action", "resource_type", "record_count")
 

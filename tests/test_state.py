@@ -9,12 +9,12 @@ import msgspec
 import orjson
 import pytest
 
-from models.detector import observe
-from models.duplicates import RECENT_EVENT_IDS
-from models.events import MAX_ID_CHARS, parse_event, stable_hash
-from models.features import FEATURE_NAMES
-from models.incidents import MAX_EVENT_IDS, IncidentSettings, step_incident
-from models.state import (
+from insiderwatch.models.detector import observe
+from insiderwatch.models.duplicates import RECENT_EVENT_IDS
+from insiderwatch.models.events import MAX_ID_CHARS, parse_event, stable_hash
+from insiderwatch.models.features import FEATURE_NAMES
+from insiderwatch.models.incidents import MAX_EVENT_IDS, IncidentSettings, step_incident
+from insiderwatch.models.state import (
     HISTOGRAM_HALVING_AT,
     MAX_DEVICES,
     MAX_FIELDS_SEEN,
@@ -36,7 +36,7 @@ from models.state import (
     state_to_bytes,
     window_value,
 )
-from stream.processing import decode_stored_state, encode_stored_state
+from insiderwatch.stream.processing import decode_stored_state, encode_stored_state
 from tests.helpers import event_bytes, support_veteran
 
 T0 = "2026-01-05T09:00:00Z"

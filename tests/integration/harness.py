@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from stream.security import kafka_python_security
-from stream.settings import Settings
-from stream.topics import create_topics
+
+from insiderwatch.stream.security import kafka_python_security
+from insiderwatch.stream.settings import Settings
+from insiderwatch.stream.topics import create_topics
 from tests.conftest import REPO, free_port
 
 
@@ -65,7 +66,7 @@ class Deployment:
         log_path = self.workdir / f"worker-{port}.log"
         log = open(log_path, "wb")  # noqa: SIM115
         process = subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "worker"],
+            [sys.executable, "-m", "insiderwatch", "worker"],
             env=self.env(port, data_dir),
             cwd=REPO,
             stdout=log,

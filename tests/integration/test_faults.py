@@ -9,10 +9,10 @@ import time
 import orjson
 import pytest
 
-from models.artifact import load_model
-from models.detector import Detector
-from models.simulate import SimulationConfig, simulate
-from stream.offline import score_files
+from insiderwatch.models.artifact import load_model
+from insiderwatch.models.detector import Detector
+from insiderwatch.simulation.simulate import SimulationConfig, simulate
+from insiderwatch.stream.offline import score_files
 from tests.integration.harness import Deployment
 
 pytestmark = pytest.mark.integration
@@ -266,7 +266,7 @@ def test_worker_resumes_after_a_broker_restart(kafka_broker, small_model, tmp_pa
 def _set_topic_config(deployment: Deployment, topic: str, configs: dict[str, str]) -> None:
     from kafka.admin import ConfigResource, ConfigResourceType
 
-    from stream.topics import admin_client
+    from insiderwatch.stream.topics import admin_client
 
     admin = admin_client(deployment.settings)
     try:

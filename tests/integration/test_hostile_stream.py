@@ -8,8 +8,8 @@ import time
 import orjson
 import pytest
 
-from models.simulate import SimulationConfig, simulate
-from stream.records import MAX_RECORD_BYTES
+from insiderwatch.simulation.simulate import SimulationConfig, simulate
+from insiderwatch.stream.records import MAX_RECORD_BYTES
 from tests.integration.harness import Deployment
 
 pytestmark = pytest.mark.integration

@@ -8,10 +8,10 @@ import time
 import orjson
 import pytest
 
-from models.artifact import load_model
-from models.events import parse_event
-from models.train import train_model
-from stream.offline import read_jsonl
+from insiderwatch.models.artifact import load_model
+from insiderwatch.models.events import parse_event
+from insiderwatch.models.train import train_model
+from insiderwatch.stream.offline import read_jsonl
 from tests.integration.harness import Deployment
 
 pytestmark = pytest.mark.integration

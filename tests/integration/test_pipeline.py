@@ -9,10 +9,10 @@ import time
 import orjson
 import pytest
 
-from models.artifact import load_model
-from models.detector import Detector
-from models.simulate import SimulationConfig, simulate
-from stream.offline import score_files
+from insiderwatch.models.artifact import load_model
+from insiderwatch.models.detector import Detector
+from insiderwatch.simulation.simulate import SimulationConfig, simulate
+from insiderwatch.stream.offline import score_files
 from tests.integration.harness import Deployment
 
 pytestmark = pytest.mark.integration

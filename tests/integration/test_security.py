@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream.broker import BrokerError, LocalKafka, SecureListener
+from insiderwatch.stream.broker import BrokerError, LocalKafka, SecureListener
 from tests.conftest import free_port
 from tests.integration.harness import Deployment
 from tests.integration.test_pipeline import _events

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
-
 from kafka import KafkaProducer
+
 from tests.conftest import REPO
 from tests.integration.harness import Deployment
 
@@ -43,7 +43,7 @@ def _tail(deployment: Deployment, *args: str) -> list[dict]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("INSIDERWATCH_")}
     env.update(deployment.settings.as_env())
     result = subprocess.run(
-        [sys.executable, "-m", "stream.cli", "tail", "--json", "--idle-timeout", "4", *args],
+        [sys.executable, "-m", "insiderwatch", "tail", "--json", "--idle-timeout", "4", *args],
         capture_output=True,
         text=True,
         cwd=REPO,

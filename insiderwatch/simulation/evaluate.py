@@ -20,13 +20,13 @@ import orjson
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from models.artifact import load_model
-from models.detector import Detector
-from models.events import AccessEvent, parse_event
-from models.incidents import DEFAULT_ALERT_BUDGET, IncidentSettings
-from models.simulate import INSIDER_SCENARIOS, SimulationConfig, simulate
-from models.state import ActorState
-from models.train import calibrate_threshold, group_incidents, train_model
+from insiderwatch.models.artifact import load_model
+from insiderwatch.models.detector import Detector
+from insiderwatch.models.events import AccessEvent, parse_event
+from insiderwatch.models.incidents import DEFAULT_ALERT_BUDGET, IncidentSettings
+from insiderwatch.models.state import ActorState
+from insiderwatch.models.train import calibrate_threshold, group_incidents, train_model
+from insiderwatch.simulation.simulate import INSIDER_SCENARIOS, SimulationConfig, simulate
 
 __all__ = ["EvaluationConfig", "run_evaluation", "naive_baseline_scores"]
 
