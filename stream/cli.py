@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -391,29 +390,31 @@ def cmd_worker(args: argparse.Namespace) -> int:
         raise UserError(
             f"topic {missing[0]} does not exist on {s.broker}; run 'insiderwatch topics create'"
         )
-    os.environ.update(s.as_env())
-    from insiderwatch.stream import app as worker_app
-
     del detector
+    return run_worker(s)
+
+
+def run_worker(s: Settings) -> int:
+    """Build the worker from ``s`` and run it until it stops (Faust's public ``Worker``)."""
+    import faust
+
+    from insiderwatch.stream.app import Worker
+    from insiderwatch.stream.faust_seam import SeamError, check_seam
+
+    worker = Worker(s)
+    try:
+        check_seam(worker.app)
+    except SeamError as exc:
+        raise UserError(str(exc)) from None
+    app = worker.app
+    app.finalize()
+    app.worker_init()
+    app.worker_init_post_autodiscover()
     level = {"debug": "debug", "info": "info", "warning": "warn", "error": "error"}[
         s.log_level.lower()
     ]
-    sys.argv = [
-        "insiderwatch-worker",
-        "worker",
-        "--loglevel",
-        level,
-        "--web-host",
-        s.web_host,
-        "--web-port",
-        str(s.web_port),
-        "--web-bind",
-        s.web_host,
-    ]
-    if s.log_format == "json":
-        # Faust prints its start-up banner on stdout; JSON logs must be the only output.
-        sys.argv.insert(1, "--quiet")
-    worker_app.app.main()
+    # Faust prints its start-up banner on stdout; with JSON logs they must be the only output.
+    faust.Worker(app, loglevel=level, quiet=s.log_format == "json").execute_from_commandline()
     return 0
 
 

@@ -5,7 +5,7 @@ Why this exists: Faust moves every consumed record through its per-event machine
 lock, a stream queue, per-event sensors and acks). On this machine that alone costs about
 87 us per event, a ceiling of ~11,500 events/s for an agent that does nothing
 (``benchmarks/faust_noop_app.py``). insiderwatch scores whole batches, so that work buys
-nothing. :class:`BatchingConsumer` hands each fetched batch of the events topic to a
+nothing. The fetch loop of :class:`insiderwatch.stream.faust_seam.BatchingConsumer` hands each fetched batch of the events topic to a
 bounded :class:`BatchIntake`, and the agent takes batches from it.
 
 What stays Faust's: consumer-group membership and partition assignment (co-partitioned with
@@ -31,19 +31,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
-import faust
-from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
-from faust.types.tuples import ack_lock
-from mode.utils.futures import notify
 
 from insiderwatch.stream.processing import ConsumedRecord
 
-__all__ = ["BatchIntake", "BatchingApp", "BatchingConsumer", "BatchingTransport", "IntakeBatch"]
+__all__ = ["BatchIntake", "IntakeBatch"]
 
 
 @dataclass(eq=False)  # identity hash and a weakref slot: Faust tracks pending work in a WeakSet
@@ -121,138 +116,3 @@ class BatchIntake:
         """Endless :meth:`take`."""
         while True:
             yield await self.take(max_events, max_wait_s)
-
-
-class BatchingConsumer(faust_aiokafka.Consumer):
-    """Faust's aiokafka consumer whose fetch loop hands the events topic over in batches.
-
-    Replaces ``Consumer._drain_messages`` (Faust's fetch loop); the bookkeeping it keeps
-    (read offsets, gaps, periodic commit, flow control, generation checks) follows Faust's.
-    """
-
-    def untrack(self, batch: IntakeBatch) -> None:
-        """Forget a batch that will be fetched again (not handed over, or stale)."""
-        self._unacked_messages.discard(batch)
-
-    async def process_then_ack(
-        self,
-        batches: Sequence[IntakeBatch],
-        process: Callable[[list[ConsumedRecord]], Awaitable[object]],
-    ) -> None:
-        """Run ``process`` on the batches' records, then ack them.
-
-        If ``process`` raises, the batches are untracked before the error propagates: their
-        offsets stay uncommitted (they are read again from the committed offsets after the
-        next rebalance or restart, and replays are skipped), and the next rebalance does not
-        wait in ``Consumer.wait_empty`` for batches that a crashed agent will never ack (Faust
-        waits there without a time limit).
-        """
-        try:
-            await process([message for batch in batches for message in batch.messages])
-        except BaseException:
-            for batch in batches:
-                self.untrack(batch)
-            raise
-        self.ack_batches(batches)
-
-    def ack_batches(self, batches: Sequence[IntakeBatch]) -> None:
-        """Mark processed batches' offsets safe to commit: ``Consumer.ack``, in bulk."""
-        with ack_lock:
-            for batch in batches:
-                if batch.acked:
-                    continue
-                batch.acked = True
-                self._unacked_messages.discard(batch)
-                for tp, offsets in batch.offsets.items():
-                    committed = self._committed_offset[tp]
-                    acked_index = self._acked_index[tp]
-                    fresh = [
-                        offset
-                        for offset in offsets
-                        if (committed is None or offset >= committed) and offset not in acked_index
-                    ]
-                    acked_index.update(fresh)
-                    self._acked[tp].extend(fresh)
-                    self._n_acked += len(fresh)
-            notify(self._waiting_for_ack)
-
-    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - needs a broker
-        intake: BatchIntake = self.app.intake  # type: ignore[attr-defined]
-        callback = self.callback
-        consumer_should_stop = self._stopped.is_set
-        fetcher_should_stop = fetcher._stopped.is_set
-        read_offset = self._read_offset
-        acks_enabled_for = self.app.topics.acks_enabled_for
-        to_message = self._to_message
-        try:
-            while not (consumer_should_stop() or fetcher_should_stop()):
-                records, active = await self._wait_next_records(1.0)
-                await self.sleep(0)
-                if not records or self.should_stop:
-                    continue
-                generation = self.app.consumer_generation_id
-                readable = None if active is None else active | self._buffered_partitions
-                batch = IntakeBatch([], {}, generation)
-                read: dict[TP, int] = {}
-                for tp, tp_records in records.items():
-                    if not self.flow_active or self.app.consumer_generation_id != generation:
-                        break
-                    if readable is not None and tp not in readable:
-                        continue
-                    to_intake = tp.topic == intake.topic
-                    offsets: list[int] = []
-                    r_offset = read_offset[tp]
-                    for record in tp_records:
-                        offset = record.offset
-                        if r_offset is not None and offset < r_offset:
-                            continue  # already read (Faust's rule; ">=" passes the seek point)
-                        if r_offset and offset - r_offset > 1 and acks_enabled_for(tp.topic):
-                            await self._add_gap(tp, r_offset + 1, offset)
-                        if to_intake:
-                            batch.messages.append(record)
-                            offsets.append(offset)
-                        else:
-                            message = to_message(tp, record)
-                            await self.wait_first(callback(message), self.suspend_flow.wait())
-                            read_offset[tp] = offset
-                        r_offset = offset
-                    if offsets:
-                        batch.offsets[tp] = offsets
-                        read[tp] = offsets[-1]
-                if batch.messages:
-                    self._unacked_messages.add(batch)
-                    if await intake.offer(batch, self.suspend_flow):
-                        read_offset.update(read)
-                    else:
-                        self.untrack(batch)
-                if self._commit_every is not None and self._n_acked >= self._commit_every:
-                    self._n_acked = 0
-                    await self.commit()
-        except self.consumer_stopped_errors:
-            if self.transport.app.should_stop:
-                self.log.info("Broker stopped consumer, shutting down...")
-                return
-            raise
-        except asyncio.CancelledError:
-            if self.transport.app.should_stop:
-                self.log.info("Consumer shutting down for user cancel.")
-                return
-            raise
-        except Exception as exc:
-            self.log.exception("Drain messages raised: %r", exc)
-            raise
-
-
-class BatchingTransport(faust_aiokafka.Transport):
-    """The aiokafka transport with :class:`BatchingConsumer`."""
-
-    Consumer = BatchingConsumer
-
-
-class BatchingApp(faust.App):
-    """A Faust app whose consumer hands the ``intake`` topic to agents in batches."""
-
-    intake: BatchIntake
-
-    def _new_transport(self) -> BatchingTransport:
-        return BatchingTransport(self.conf.broker_consumer, self)

@@ -74,7 +74,7 @@ def _bare_consumer():
     from types import SimpleNamespace
     from weakref import WeakSet
 
-    from insiderwatch.stream.intake import BatchingConsumer
+    from insiderwatch.stream.faust_seam import BatchingConsumer
 
     consumer = object.__new__(BatchingConsumer)
     consumer.app = SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda topic: True))
