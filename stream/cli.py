@@ -10,6 +10,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from insiderwatch.models.incidents import DEFAULT_ALERT_BUDGET
 from insiderwatch.stream.collector import tune_collector
@@ -513,7 +514,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="insiderwatch", description="Streaming detector of insider data-access anomalies."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_broker_commands(sub)
+    _add_data_commands(sub)
+    _add_scoring_commands(sub)
+    _add_runtime_commands(sub)
+    return parser
 
+
+def _add_broker_commands(sub: Any) -> None:
+    """The local broker, topics, replay and tail."""
     p = sub.add_parser("kafka", help="run the local Apache Kafka broker (KRaft, 127.0.0.1)")
     p.add_argument("action", choices=["start", "stop", "status"])
     _add_settings(p, _KAFKA_SETTINGS)
@@ -524,6 +533,33 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings(p, _BROKER_SETTINGS)
     p.set_defaults(func=cmd_topics)
 
+    p = sub.add_parser("replay", help="produce a JSONL file to the events topic")
+    p.add_argument("file")
+    p.add_argument(
+        "--rate", type=float, default=None, help="events per second (default: as fast as possible)"
+    )
+    p.add_argument("--limit", type=int, default=None, help="stop after this many events")
+    _add_settings(p, _BROKER_SETTINGS)
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("tail", help="show alerts as they arrive")
+    p.add_argument("--json", action="store_true", help="one alert JSON per line (for jq)")
+    p.add_argument(
+        "--from", dest="start", default="end", help="beginning, end (default) or an RFC 3339 time"
+    )
+    p.add_argument("--severity", default=None, help="comma-separated severities to show")
+    p.add_argument("--actor", default=None)
+    p.add_argument("--role", default=None)
+    p.add_argument("--max", type=int, default=None, help="exit after this many alerts")
+    p.add_argument(
+        "--idle-timeout", type=float, default=None, help="exit after this many quiet seconds"
+    )
+    _add_settings(p, _BROKER_SETTINGS)
+    p.set_defaults(func=cmd_tail)
+
+
+def _add_data_commands(sub: Any) -> None:
+    """Simulation and training."""
     p = sub.add_parser(
         "simulate", help="write simulated access events (JSONL) with labelled behaviour"
     )
@@ -584,6 +620,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings(p, _BROKER_SETTINGS)
     p.set_defaults(func=cmd_train)
 
+
+def _add_scoring_commands(sub: Any) -> None:
+    """Offline scoring and the detection evaluation."""
     p = sub.add_parser("score", help="score JSONL files offline through the worker's code")
     p.add_argument("--model-dir", required=True)
     p.add_argument(
@@ -600,45 +639,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_settings(p, ("alert.format",))
     p.set_defaults(func=cmd_score)
-
-    p = sub.add_parser("worker", help="run the Faust scoring worker")
-    p.add_argument(
-        "--model-dir", default=None, help="model directory (same as --model-dir setting)"
-    )
-    _add_settings(p, tuple(n for n in _WORKER_SETTINGS if n != "model.dir"))
-    p.set_defaults(func=cmd_worker)
-
-    p = sub.add_parser("replay", help="produce a JSONL file to the events topic")
-    p.add_argument("file")
-    p.add_argument(
-        "--rate", type=float, default=None, help="events per second (default: as fast as possible)"
-    )
-    p.add_argument("--limit", type=int, default=None, help="stop after this many events")
-    _add_settings(p, _BROKER_SETTINGS)
-    p.set_defaults(func=cmd_replay)
-
-    p = sub.add_parser("tail", help="show alerts as they arrive")
-    p.add_argument("--json", action="store_true", help="one alert JSON per line (for jq)")
-    p.add_argument(
-        "--from", dest="start", default="end", help="beginning, end (default) or an RFC 3339 time"
-    )
-    p.add_argument("--severity", default=None, help="comma-separated severities to show")
-    p.add_argument("--actor", default=None)
-    p.add_argument("--role", default=None)
-    p.add_argument("--max", type=int, default=None, help="exit after this many alerts")
-    p.add_argument(
-        "--idle-timeout", type=float, default=None, help="exit after this many quiet seconds"
-    )
-    _add_settings(p, _BROKER_SETTINGS)
-    p.set_defaults(func=cmd_tail)
-
-    p = sub.add_parser("model", help="inspect, publish or roll back a model")
-    p.add_argument("action", choices=["show", "publish", "rollback"])
-    p.add_argument(
-        "dir", help="show: any model dir; publish: the new model; rollback: the live model dir"
-    )
-    p.add_argument("--to", default=None, help="publish: the live model dir the workers watch")
-    p.set_defaults(func=cmd_model)
 
     p = sub.add_parser("evaluate", help="simulate, train, score and report detection quality")
     p.add_argument("--actors", type=int, default=500)
@@ -657,6 +657,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default=".local/evaluate")
     p.set_defaults(func=cmd_evaluate)
 
+
+def _add_runtime_commands(sub: Any) -> None:
+    """The worker, model management and the demo."""
+    p = sub.add_parser("worker", help="run the Faust scoring worker")
+    p.add_argument(
+        "--model-dir", default=None, help="model directory (same as --model-dir setting)"
+    )
+    _add_settings(p, tuple(n for n in _WORKER_SETTINGS if n != "model.dir"))
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("model", help="inspect, publish or roll back a model")
+    p.add_argument("action", choices=["show", "publish", "rollback"])
+    p.add_argument(
+        "dir", help="show: any model dir; publish: the new model; rollback: the live model dir"
+    )
+    p.add_argument("--to", default=None, help="publish: the live model dir the workers watch")
+    p.set_defaults(func=cmd_model)
+
     p = sub.add_parser(
         "demo", help="the main job: broker, topics, history, model, worker, live traffic, alerts"
     )
@@ -664,7 +682,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=2000.0, help="live traffic, events per second")
     _add_settings(p, _WORKER_SETTINGS + _KAFKA_SETTINGS)
     p.set_defaults(func=cmd_demo)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -287,3 +287,10 @@ def test_a_day_concentrated_on_one_kind_of_access_stands_out_and_a_busy_day_does
     rows = _day_of(["customer_profile"] * 30 + ["order_history"] * 30, states, peers)
     concentrated = rows[-1][column]
     assert busy < 0.25 and concentrated > 0.9, (busy, concentrated)  # ~1 = e times the usual
+
+
+def test_every_feature_has_exactly_one_phrase():
+    from insiderwatch.models.explain import DESCRIBERS
+    from insiderwatch.models.features import FEATURE_NAMES
+
+    assert sorted(DESCRIBERS) == sorted(FEATURE_NAMES)
