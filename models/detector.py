@@ -186,6 +186,36 @@ class Detector:
         When given, ``resource_id`` and ``source_ip`` in alerts are replaced by a keyed
         HMAC-SHA256 pseudonym, so the alerts topic does not become a copy of customer data.
         The actor stays in clear: analysts need it.
+
+    Examples
+    --------
+    Train on a simulated history, then score a burst of exports by one actor:
+
+    >>> import tempfile, orjson
+    >>> from insiderwatch.models.artifact import load_model
+    >>> from insiderwatch.models.events import parse_event
+    >>> from insiderwatch.models.train import train_model
+    >>> from insiderwatch.simulation.simulate import SimulationConfig, simulate
+    >>> config = SimulationConfig(actors=40, days=10, seed=3, with_scenarios=False)
+    >>> history = [parse_event(orjson.dumps(event)) for event in simulate(config)]
+    >>> with tempfile.TemporaryDirectory() as model_dir:
+    ...     _ = train_model(history, model_dir, n_estimators=20, warmup_days=3)
+    ...     detector = Detector(load_model(model_dir))
+    >>> last = history[-1]
+    >>> burst = [
+    ...     parse_event(orjson.dumps({
+    ...         "event_id": f"x{i}", "timestamp": "2026-01-15T03:00:0" + str(i) + "Z",
+    ...         "actor_id": last.actor_id, "actor_role": last.actor_role,
+    ...         "action": "export", "resource_type": "customer_contact",
+    ...         "record_count": 50_000,
+    ...     }))
+    ...     for i in range(3)
+    ... ]
+    >>> outcome = detector.process(burst, {}, detected_at="2026-01-15T03:00:10Z")
+    >>> len(outcome.scores), all(outcome.flagged)
+    (3, True)
+    >>> outcome.alerts[0]["actor_id"] == last.actor_id
+    True
     """
 
     def __init__(self, model: Model, pseudonymize_key: bytes | None = None) -> None:

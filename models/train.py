@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -163,6 +163,47 @@ def _calibrate_cusum(point_flags, cusum, actor_codes, ts, allowed, settings) -> 
     return best
 
 
+@dataclass(frozen=True)
+class _Calibration:
+    threshold: float
+    reference: float  # CUSUM reference score
+    cusum_limit: float
+    incidents: int  # training incidents at the threshold and the CUSUM limit
+    actor_count: int
+    actor_days: int
+
+
+def _calibrate(
+    kept: Sequence[AccessEvent],
+    ts: np.ndarray,
+    train_scores: np.ndarray,
+    alert_budget: float,
+    incident: IncidentSettings,
+) -> _Calibration:
+    """The alert threshold and the CUSUM limit that spend ``alert_budget`` incidents per
+    1,000 actor-days of ``kept``: half for point anomalies, the rest for sustained ones."""
+    actors = sorted({e.actor_id for e in kept})
+    code_of = {actor: code for code, actor in enumerate(actors)}
+    actor_codes = np.fromiter((code_of[e.actor_id] for e in kept), dtype=np.int64, count=len(kept))
+    actor_days = len({(e.actor_id, int(e.ts // DAY_S)) for e in kept})
+    allowed = alert_budget * actor_days / 1000.0
+    threshold = calibrate_threshold(train_scores, actor_codes, ts, allowed * POINT_SHARE, incident)
+    reference = float(np.quantile(train_scores, CUSUM_REFERENCE_QUANTILE))
+    cusum = cusum_series(actor_codes, ts, train_scores, reference)
+    cusum_limit = _calibrate_cusum(
+        train_scores >= threshold, cusum, actor_codes, ts, allowed, incident
+    )
+    flagged = (train_scores >= threshold) | (cusum >= cusum_limit)
+    return _Calibration(
+        threshold=threshold,
+        reference=reference,
+        cusum_limit=cusum_limit,
+        incidents=count_incidents(actor_codes, ts, flagged, incident),
+        actor_count=len(actors),
+        actor_days=actor_days,
+    )
+
+
 def train_model(
     events: Sequence[AccessEvent],
     model_dir: str | Path,
@@ -176,7 +217,24 @@ def train_model(
     warmup_days: float = 7.0,
     progress: Callable[[int], None] | None = None,
 ) -> dict:
-    """Fit and export a model from ``events`` (in event-time order). Returns the manifest."""
+    """Fit and export a model from ``events`` (in event-time order). Returns the manifest.
+
+    Examples
+    --------
+    >>> import tempfile, orjson
+    >>> from insiderwatch.models.artifact import load_model
+    >>> from insiderwatch.models.events import parse_event
+    >>> from insiderwatch.simulation.simulate import SimulationConfig, simulate
+    >>> config = SimulationConfig(actors=40, days=10, seed=3, with_scenarios=False)
+    >>> history = [parse_event(orjson.dumps(event)) for event in simulate(config)]
+    >>> with tempfile.TemporaryDirectory() as model_dir:
+    ...     manifest = train_model(history, model_dir, n_estimators=20, warmup_days=3)
+    ...     model = load_model(model_dir)
+    >>> model.version == manifest["model_version"]
+    True
+    >>> 0.5 < manifest["threshold"] < 1.0
+    True
+    """
     if len(events) < 100:
         raise ValueError(f"need at least 100 valid events to train, got {len(events)}")
     incident = incident or IncidentSettings()
@@ -196,19 +254,8 @@ def train_model(
     arrays = export_forest(forest)
     train_scores = score(arrays, x)
 
-    actors = sorted({e.actor_id for e in kept})
-    code_of = {actor: code for code, actor in enumerate(actors)}
-    actor_codes = np.fromiter((code_of[e.actor_id] for e in kept), dtype=np.int64, count=len(kept))
-    actor_days = len({(e.actor_id, int(e.ts // DAY_S)) for e in kept})
-    allowed = alert_budget * actor_days / 1000.0
-    # Half the budget for point anomalies, the rest for sustained ones (CUSUM).
-    threshold = calibrate_threshold(train_scores, actor_codes, ts, allowed * POINT_SHARE, incident)
-    reference = float(np.quantile(train_scores, CUSUM_REFERENCE_QUANTILE))
-    cusum = cusum_series(actor_codes, ts, train_scores, reference)
-    cusum_limit = _calibrate_cusum(
-        train_scores >= threshold, cusum, actor_codes, ts, allowed, incident
-    )
-
+    calibration = _calibrate(kept, ts, train_scores, alert_budget, incident)
+    threshold = calibration.threshold
     severity = severity_cuts(threshold)
 
     rng = np.random.default_rng(seed)
@@ -231,14 +278,16 @@ def train_model(
         "event_count": len(events),
         "calibration_window": {"start": rfc3339(float(ts.min())), "end": rfc3339(window_end)},
         "calibration_event_count": len(kept),
-        "actor_count": len(actors),
-        "actor_days": actor_days,
+        "actor_count": calibration.actor_count,
+        "actor_days": calibration.actor_days,
         "alert_budget_per_1000_actor_days": alert_budget,
-        "training_incidents_at_threshold": count_incidents(
-            actor_codes, ts, (train_scores >= threshold) | (cusum >= cusum_limit), incident
-        ),
+        "training_incidents_at_threshold": calibration.incidents,
         "threshold": threshold,
-        "sustained": {"reference": reference, "limit": cusum_limit, "tau_s": CUSUM_TAU_S},
+        "sustained": {
+            "reference": calibration.reference,
+            "limit": calibration.cusum_limit,
+            "tau_s": CUSUM_TAU_S,
+        },
         "severity_thresholds": severity,
         "feature_medians": [float(v) for v in np.median(x, axis=0)],
         # An alert's reasons are the features above this (see models/explain.py).

@@ -75,6 +75,9 @@ class WorkerMetrics:
         self.alerts = Counter(
             "insiderwatch_alerts", "Alert messages emitted", ["severity", "status"], registry=r
         )
+        self._add_histograms_and_gauges(r)
+
+    def _add_histograms_and_gauges(self, r: CollectorRegistry) -> None:
         self.scores = Histogram(
             "insiderwatch_score",
             "Anomaly scores",

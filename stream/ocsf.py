@@ -52,52 +52,9 @@ def to_detection_finding(alert: dict) -> dict:
         "risk_level": severity.capitalize(),
         "confidence_score": round(confidence * 100),
         "confidence_id": 1 if alert.get("warming_up") else (3 if confidence >= 0.75 else 2),
-        "finding_info": {
-            "uid": alert["alert_id"],
-            "title": f"Unusual data access by {alert['actor_id']} ({alert['actor_role']})",
-            "desc": alert["summary"],
-            "types": ["Insider data-access anomaly"],
-            "first_seen_time": _ms(alert["first_seen"]),
-            "last_seen_time": _ms(alert["last_seen"]),
-            "created_time": _ms(alert["first_seen"]),
-            "modified_time": _ms(alert["detected_at"]),
-            "related_events": [
-                {"uid": uid, "type": "access"} for uid in alert.get("event_ids", [])
-            ],
-            "analytic": {
-                "name": "insiderwatch isolation forest",
-                "type_id": 99,
-                "type": "Other",
-                "uid": alert["model_version"],
-                "version": alert["model_version"],
-            },
-        },
-        "evidences": [
-            {
-                "name": r["feature"],
-                "data": {k: r[k] for k in ("observed", "expected", "contribution", "text")},
-            }
-            for r in reasons
-        ],
-        "anomaly_analyses": [
-            {
-                "analysis_targets": [{"name": alert["actor_id"], "type": "User"}],
-                "anomalies": [
-                    {
-                        "observation_parameter": r["feature"],
-                        "observations": [{"value": str(r["observed"])}],
-                    }
-                    for r in reasons
-                ],
-                "baselines": [
-                    {
-                        "observation_parameter": r["feature"],
-                        "observations": [{"value": str(r["expected"])}],
-                    }
-                    for r in reasons
-                ],
-            }
-        ],
+        "finding_info": _finding_info(alert),
+        "evidences": _evidences(reasons),
+        "anomaly_analyses": _anomaly_analyses(alert, reasons),
         "actor": {
             "user": {
                 "uid": alert["actor_id"],
@@ -112,18 +69,7 @@ def to_detection_finding(alert: dict) -> dict:
                 "data": {"action": event.get("action"), "record_count": event.get("record_count")},
             }
         ],
-        "metadata": {
-            "version": OCSF_VERSION,
-            "uid": f"{alert['alert_id']}:{alert.get('event_count', 1)}",
-            "correlation_uid": alert["alert_id"],
-            "product": {
-                "name": "insiderwatch",
-                "vendor_name": "insiderwatch",
-                "version": alert["model_version"],
-            },
-            "log_name": "insiderwatch-alerts",
-            "log_provider": "insiderwatch",
-        },
+        "metadata": _metadata(alert),
         "unmapped": {
             "actor_id": alert["actor_id"],
             "actor_role": alert["actor_role"],
@@ -134,4 +80,72 @@ def to_detection_finding(alert: dict) -> dict:
             "warming_up": alert.get("warming_up"),
             "event_id": alert["event_id"],
         },
+    }
+
+
+def _finding_info(alert: dict) -> dict:
+    return {
+        "uid": alert["alert_id"],
+        "title": f"Unusual data access by {alert['actor_id']} ({alert['actor_role']})",
+        "desc": alert["summary"],
+        "types": ["Insider data-access anomaly"],
+        "first_seen_time": _ms(alert["first_seen"]),
+        "last_seen_time": _ms(alert["last_seen"]),
+        "created_time": _ms(alert["first_seen"]),
+        "modified_time": _ms(alert["detected_at"]),
+        "related_events": [{"uid": uid, "type": "access"} for uid in alert.get("event_ids", [])],
+        "analytic": {
+            "name": "insiderwatch isolation forest",
+            "type_id": 99,
+            "type": "Other",
+            "uid": alert["model_version"],
+            "version": alert["model_version"],
+        },
+    }
+
+
+def _evidences(reasons: list) -> list:
+    return [
+        {
+            "name": r["feature"],
+            "data": {k: r[k] for k in ("observed", "expected", "contribution", "text")},
+        }
+        for r in reasons
+    ]
+
+
+def _anomaly_analyses(alert: dict, reasons: list) -> list:
+    return [
+        {
+            "analysis_targets": [{"name": alert["actor_id"], "type": "User"}],
+            "anomalies": [
+                {
+                    "observation_parameter": r["feature"],
+                    "observations": [{"value": str(r["observed"])}],
+                }
+                for r in reasons
+            ],
+            "baselines": [
+                {
+                    "observation_parameter": r["feature"],
+                    "observations": [{"value": str(r["expected"])}],
+                }
+                for r in reasons
+            ],
+        }
+    ]
+
+
+def _metadata(alert: dict) -> dict:
+    return {
+        "version": OCSF_VERSION,
+        "uid": f"{alert['alert_id']}:{alert.get('event_count', 1)}",
+        "correlation_uid": alert["alert_id"],
+        "product": {
+            "name": "insiderwatch",
+            "vendor_name": "insiderwatch",
+            "version": alert["model_version"],
+        },
+        "log_name": "insiderwatch-alerts",
+        "log_provider": "insiderwatch",
     }
