@@ -20,7 +20,7 @@ from insiderwatch.models.compiled import RoleTable, featurize
 from insiderwatch.models.detector import rfc3339
 from insiderwatch.models.events import AccessEvent
 from insiderwatch.models.features import FEATURE_NAMES, FEATURE_VERSION, FEATURES
-from insiderwatch.models.forest import export_forest, path_attribution, score
+from insiderwatch.models.forest import ForestArrays, export_forest, path_attribution, score
 from insiderwatch.models.incidents import DEFAULT_ALERT_BUDGET, IncidentSettings
 from insiderwatch.models.peers import PeerBaseline, build_peer_baseline
 from insiderwatch.models.state import DAY_S, ActorState
@@ -172,6 +172,27 @@ class _Calibration:
     actor_count: int
     actor_days: int
 
+    def sustained(self) -> dict[str, float]:
+        return {"reference": self.reference, "limit": self.cusum_limit, "tau_s": CUSUM_TAU_S}
+
+
+def _after_warmup(ts_all: np.ndarray, warmup_days: float) -> np.ndarray:
+    """Mask of the events after the warm-up. Every actor starts cold at the start of a history
+    replay, which never happens live; fit and calibrate once baselines have formed (all events
+    when that would leave too few)."""
+    warm = ts_all >= ts_all.min() + warmup_days * DAY_S
+    if warm.sum() < max(1000, len(ts_all) // 4):
+        warm = np.ones(len(ts_all), dtype=bool)
+    return warm
+
+
+def _default_version(arrays: ForestArrays, window_end: float) -> str:
+    """``YYYYMMDD-<8 hex>``: the training window's last day and a digest of the forest."""
+    digest = hashlib.sha256(
+        b"".join(np.ascontiguousarray(a).tobytes() for a in arrays.as_dict().values())
+    )
+    return f"{rfc3339(window_end)[:10].replace('-', '')}-{digest.hexdigest()[:8]}"
+
 
 def _calibrate(
     kept: Sequence[AccessEvent],
@@ -224,16 +245,13 @@ def train_model(
     >>> import tempfile, orjson
     >>> from insiderwatch.models.artifact import load_model
     >>> from insiderwatch.models.events import parse_event
-    >>> from insiderwatch.simulation.simulate import SimulationConfig, simulate
-    >>> config = SimulationConfig(actors=40, days=10, seed=3, with_scenarios=False)
-    >>> history = [parse_event(orjson.dumps(event)) for event in simulate(config)]
+    >>> from insiderwatch.simulation import simulate as sim
+    >>> history = [parse_event(orjson.dumps(e)) for e in sim.simulate(sim.SimulationConfig(40, 10))]
     >>> with tempfile.TemporaryDirectory() as model_dir:
     ...     manifest = train_model(history, model_dir, n_estimators=20, warmup_days=3)
     ...     model = load_model(model_dir)
-    >>> model.version == manifest["model_version"]
-    True
-    >>> 0.5 < manifest["threshold"] < 1.0
-    True
+    >>> model.version == manifest["model_version"], 0.5 < manifest["threshold"] < 1.0
+    (True, True)
     """
     if len(events) < 100:
         raise ValueError(f"need at least 100 valid events to train, got {len(events)}")
@@ -241,11 +259,7 @@ def train_model(
     peers = build_peer_baseline(events)
     x_all = featurize_history(events, peers, progress)
     ts_all = np.fromiter((e.ts for e in events), dtype=np.float64, count=len(events))
-    # Every actor starts cold at the start of a history replay, which never happens live;
-    # fit and calibrate on the part after the warm-up, when baselines have formed.
-    warm = ts_all >= ts_all.min() + warmup_days * DAY_S
-    if warm.sum() < max(1000, len(events) // 4):
-        warm = np.ones(len(events), dtype=bool)
+    warm = _after_warmup(ts_all, warmup_days)
     kept = [e for e, keep in zip(events, warm, strict=True) if keep]
     x, ts = x_all[warm], ts_all[warm]
     forest = IsolationForest(
@@ -261,14 +275,8 @@ def train_model(
     rng = np.random.default_rng(seed)
     sample = x[rng.choice(len(x), size=min(5000, len(x)), replace=False)]
     attribution_baseline = path_attribution(arrays, sample).mean(axis=0)
-
-    digest = hashlib.sha256(
-        b"".join(np.ascontiguousarray(a).tobytes() for a in arrays.as_dict().values())
-    )
     window_end = float(ts.max())
-    version = (
-        model_version or f"{rfc3339(window_end)[:10].replace('-', '')}-{digest.hexdigest()[:8]}"
-    )
+    version = model_version or _default_version(arrays, window_end)
     manifest = {
         "model_version": version,
         "feature_names": list(FEATURE_NAMES),
@@ -283,11 +291,7 @@ def train_model(
         "alert_budget_per_1000_actor_days": alert_budget,
         "training_incidents_at_threshold": calibration.incidents,
         "threshold": threshold,
-        "sustained": {
-            "reference": calibration.reference,
-            "limit": calibration.cusum_limit,
-            "tau_s": CUSUM_TAU_S,
-        },
+        "sustained": calibration.sustained(),
         "severity_thresholds": severity,
         "feature_medians": [float(v) for v in np.median(x, axis=0)],
         # An alert's reasons are the features above this (see models/explain.py).
