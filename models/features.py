@@ -267,6 +267,27 @@ def is_rare_access(
     return pair_rarity + field_rarity > RARE_SURPRISAL
 
 
+def time_novelty(state: ActorState, role: RoleProfile, ts: float) -> float:
+    """Surprisal of the event's hour of day plus that of its day of the week, for this
+    actor, each shrunk to the role's (``PRIOR_EVENTS`` pseudo-events of the role's mix).
+
+    A new actor in a role that works every hour of every day alike: 1 in 24 x 1 in 7.
+
+    >>> from insiderwatch.models.peers import RoleProfile
+    >>> from insiderwatch.models.state import ActorState
+    >>> role = RoleProfile(1, {"view review": 1.0}, [1 / 24] * 24, [1 / 7] * 7, 1, 1, 0.5, 1, {})
+    >>> round(time_novelty(ActorState(0.0, 0.0), role, 0.0), 6) == round(math.log(24 * 7), 6)
+    True
+    """
+    seconds = int(ts)
+    hour = (seconds % DAY_S) // 3600
+    weekday = (seconds // DAY_S + 3) % 7  # 1970-01-01 was a Thursday; 0 = Monday
+    denominator = state.hist_n + PRIOR_EVENTS
+    return -math.log(
+        (state.hours[hour] + PRIOR_EVENTS * role.hour_p[hour]) / denominator
+    ) - math.log((state.weekdays[weekday] + PRIOR_EVENTS * role.weekday_p[weekday]) / denominator)
+
+
 def feature_row(
     event: AccessEvent,
     state: ActorState,
@@ -297,7 +318,6 @@ def feature_row(
     day_records_typ = typical_day(state, role.median_day_records, state.ewma_day_records)
     hour_events_typ = day_events_typ / WORKING_HOURS_PER_DAY
     hour_records_typ = day_records_typ / WORKING_HOURS_PER_DAY
-
     win = state.win
     q = N_QUANTITIES
     events_10m = win[_TAU_10M * q + W_EVENTS]
@@ -314,11 +334,7 @@ def feature_row(
     no_ticket_share = (state.no_ticket_n + PRIOR_EVENTS * role.no_ticket_share) / (
         hist_n + PRIOR_EVENTS
     )
-    denominator = hist_n + PRIOR_EVENTS
     pair_rarity, field_rarity = rarities or role_rarities(event, role)
-    seconds = int(event.ts)
-    hour = (seconds % DAY_S) // 3600
-    weekday = (seconds // DAY_S + 3) % 7  # 1970-01-01 was a Thursday; 0 = Monday
     new_ip = mature and not is_known(state.ips, event.ip_hash)
     new_device = mature and not is_known(state.devices, event.device_hash)
 
@@ -346,8 +362,7 @@ def feature_row(
         no_ticket_24h if no_ticket_24h > 0.0 else 0.0,
         pair_rarity,
         field_rarity,
-        -log((state.hours[hour] + PRIOR_EVENTS * role.hour_p[hour]) / denominator)
-        - log((state.weekdays[weekday] + PRIOR_EVENTS * role.weekday_p[weekday]) / denominator),
+        time_novelty(state, role, event.ts),
         surprise,
         float(new_ip) + float(new_device),
         log(1.0 + denied_1h),
