@@ -642,6 +642,32 @@ def _clip(value):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
+def _max_rarity(field_rarities, f_from, f_to):  # pragma: no cover - compiled
+    """The largest of the event's field rarities (0 without fields), as role_rarities."""
+    field_rarity = 0.0
+    if f_to > f_from:
+        field_rarity = field_rarities[f_from]
+        for f in range(f_from + 1, f_to):
+            if field_rarities[f] > field_rarity:
+                field_rarity = field_rarities[f]
+    return field_rarity
+
+
+@njit(cache=True, nogil=True)
+def _time_novelty(s, r, roles, role, ts):  # pragma: no cover - compiled
+    """models.features.time_novelty."""
+    seconds = int(ts)
+    hour = (seconds % DAY_S) // 3600
+    weekday = (seconds // DAY_S + 3) % 7
+    denominator = s[r, HIST_N] + PRIOR_EVENTS
+    return -math.log(
+        (s[r, HOURS + hour] + PRIOR_EVENTS * roles[role, R_HOUR + hour]) / denominator
+    ) - math.log(
+        (s[r, WEEKDAYS + weekday] + PRIOR_EVENTS * roles[role, R_WEEKDAY + weekday]) / denominator
+    )
+
+
+@njit(cache=True, nogil=True)
 def _observe(s, r, e, j, field_hashes, field_rarities, roles, x, xi):  # pragma: no cover
     """models.detector.observe after the re-baseline: the feature row into ``x[xi]``;
     returns the event's FLAG_LATE / FLAG_RARE bits."""
@@ -671,12 +697,7 @@ def _observe(s, r, e, j, field_hashes, field_rarities, roles, x, xi):  # pragma:
     is_late = _advance_windows(s, r, e, j)
     # role_rarities and is_rare_access
     pair_rarity = e[j, E_PAIR_RARITY]
-    field_rarity = 0.0
-    if f_to > f_from:
-        field_rarity = field_rarities[f_from]
-        for f in range(f_from + 1, f_to):
-            if field_rarities[f] > field_rarity:
-                field_rarity = field_rarities[f]
+    field_rarity = _max_rarity(field_rarities, f_from, f_to)
     is_rare = surprise > RARE_SURPRISAL or pair_rarity + field_rarity > RARE_SURPRISAL
 
     # feature_row (state now includes the event in its windows)
@@ -700,10 +721,6 @@ def _observe(s, r, e, j, field_hashes, field_rarities, roles, x, xi):  # pragma:
     no_ticket_share = (s[r, NO_TICKET_N] + PRIOR_EVENTS * roles[role, R_NO_TICKET_SHARE]) / (
         hist_n + PRIOR_EVENTS
     )
-    denominator = hist_n + PRIOR_EVENTS
-    seconds = int(e[j, E_TS])
-    hour = (seconds % DAY_S) // 3600
-    weekday = (seconds // DAY_S + 3) % 7
     new_ip = mature and not _is_known(s, r, IPS, N_IPS, e[j, E_IP])
     new_device = mature and not _is_known(s, r, DEVICES, N_DEVICES, e[j, E_DEVICE])
     pair_share = log((1.0 + _pair_count_24h(s, r, e[j, E_PAIR])) / (1.0 + s[r, w24] * p_pair))
@@ -717,11 +734,7 @@ def _observe(s, r, e, j, field_hashes, field_rarities, roles, x, xi):  # pragma:
     x[xi, 7] = _clip(log((1.0 + no_ticket_24h) / (1.0 + day_events_typ * no_ticket_share)))
     x[xi, 8] = pair_rarity
     x[xi, 9] = field_rarity
-    x[xi, 10] = -log(
-        (s[r, HOURS + hour] + PRIOR_EVENTS * roles[role, R_HOUR + hour]) / denominator
-    ) - log(
-        (s[r, WEEKDAYS + weekday] + PRIOR_EVENTS * roles[role, R_WEEKDAY + weekday]) / denominator
-    )
+    x[xi, 10] = _time_novelty(s, r, roles, role, e[j, E_TS])
     x[xi, 11] = surprise
     x[xi, 12] = (1.0 if new_ip else 0.0) + (1.0 if new_device else 0.0)
     x[xi, 13] = log(1.0 + denied_1h)
@@ -755,6 +768,34 @@ def wave_order(slots):  # pragma: no cover - compiled
         order[fill[k[j]]] = j
         fill[k[j]] += 1
     return order, starts
+
+
+@njit(cache=True, nogil=True)
+def _learn(s, e, j, field_hashes, flags):  # pragma: no cover - compiled
+    """An unflagged event joins its actor's baseline (and, if rare, the rare-access count)."""
+    r = int(e[j, E_SLOT])
+    _absorb(s, r, e, j, field_hashes)
+    if flags[j] & FLAG_RARE and not flags[j] & FLAG_LATE:
+        _count_rare_access(s, r, e[j, E_TS])
+
+
+@njit(cache=True, nogil=True)
+def _judge(s, e, j, value, alert_threshold, cusum_reference, cusum_limit):  # pragma: no cover
+    """Advance the actor's CUSUM by the event's score; FLAG_POINT, FLAG_SUSTAINED or 0."""
+    r = int(e[j, E_SLOT])
+    ts = e[j, E_TS]
+    dt = ts - s[r, CUSUM_TS]
+    previous = s[r, CUSUM]
+    decayed = previous * math.exp(-dt / CUSUM_TAU_S) if dt > 0 else previous
+    cusum = decayed + value - cusum_reference
+    s[r, CUSUM] = cusum if cusum > 0.0 else 0.0
+    if ts > s[r, CUSUM_TS]:
+        s[r, CUSUM_TS] = ts
+    if value >= alert_threshold:
+        return FLAG_POINT
+    if s[r, CUSUM] >= cusum_limit:
+        return FLAG_SUSTAINED
+    return 0
 
 
 @njit(cache=True, nogil=True)
@@ -803,11 +844,7 @@ def run_waves(  # pragma: no cover - compiled
             flags[j] = _observe(s, r, e, j, field_hashes, field_rarities, roles, x, j)
         if not detect:
             for q in range(a, b):
-                j = order[q]
-                r = int(e[j, E_SLOT])
-                _absorb(s, r, e, j, field_hashes)
-                if flags[j] & FLAG_RARE and not flags[j] & FLAG_LATE:
-                    _count_rare_access(s, r, e[j, E_TS])
+                _learn(s, e, order[q], field_hashes, flags)
             continue
         m = b - a
         for q in range(m):
@@ -820,27 +857,14 @@ def run_waves(  # pragma: no cover - compiled
         any_flagged = False
         for q in range(m):
             j = order[a + q]
-            r = int(e[j, E_SLOT])
             value = isolation_score(depths[q], denominator)
             scores[j] = value
-            ts = e[j, E_TS]
-            dt = ts - s[r, CUSUM_TS]
-            previous = s[r, CUSUM]
-            decayed = previous * math.exp(-dt / CUSUM_TAU_S) if dt > 0 else previous
-            cusum = decayed + value - cusum_reference
-            s[r, CUSUM] = cusum if cusum > 0.0 else 0.0
-            if ts > s[r, CUSUM_TS]:
-                s[r, CUSUM_TS] = ts
-            if value >= alert_threshold:
-                flags[j] |= FLAG_POINT
-                any_flagged = True
-            elif s[r, CUSUM] >= cusum_limit:
-                flags[j] |= FLAG_SUSTAINED
+            flag = _judge(s, e, j, value, alert_threshold, cusum_reference, cusum_limit)
+            if flag:
+                flags[j] |= flag
                 any_flagged = True
             else:
-                _absorb(s, r, e, j, field_hashes)
-                if flags[j] & FLAG_RARE and not flags[j] & FLAG_LATE:
-                    _count_rare_access(s, r, ts)
+                _learn(s, e, j, field_hashes, flags)
         if any_flagged:
             return w + 1
     return n_waves
