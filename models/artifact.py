@@ -19,6 +19,7 @@ import numpy as np
 
 from insiderwatch.models.features import FEATURE_NAMES, FEATURE_VERSION
 from insiderwatch.models.forest import ForestArrays
+from insiderwatch.models.manifest import Manifest, ManifestError
 from insiderwatch.models.peers import PeerBaseline
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "save_model",
     "load_model",
     "loads_cleanly",
+    "peek_version",
     "FORMAT_VERSION",
 ]
 
@@ -45,20 +47,20 @@ class Model:
 
     forest: ForestArrays
     peers: PeerBaseline
-    manifest: dict
+    manifest: Manifest
     attribution_baseline: np.ndarray
 
     @property
     def version(self) -> str:
-        return str(self.manifest["model_version"])
+        return self.manifest.model_version
 
     @property
     def threshold(self) -> float:
-        return float(self.manifest["threshold"])
+        return self.manifest.threshold
 
     @property
     def feature_names(self) -> list[str]:
-        return list(self.manifest["feature_names"])
+        return list(self.manifest.feature_names)
 
 
 def _canonical(doc: dict) -> bytes:
@@ -76,9 +78,9 @@ def save_model(
     model_dir: str | Path,
     forest: ForestArrays,
     attribution_baseline: np.ndarray,
-    manifest: dict,
+    manifest: Manifest,
     peers: PeerBaseline,
-) -> dict:
+) -> Manifest:
     """Write ``model.npz`` and ``manifest.json`` into ``model_dir``; return the manifest."""
     directory = Path(model_dir)
     directory.mkdir(parents=True, exist_ok=True)
@@ -87,7 +89,7 @@ def save_model(
     arrays["attribution_baseline"] = np.asarray(attribution_baseline, dtype=np.float64)
     np.savez(buffer, **arrays)
     array_bytes = buffer.getvalue()
-    body = dict(manifest)
+    body = manifest.to_json()
     body["format_version"] = FORMAT_VERSION
     body["peers"] = peers.to_json()
     body["arrays_file"] = ARRAYS_FILE
@@ -96,7 +98,7 @@ def save_model(
     body["manifest_sha256"] = hashlib.sha256(_canonical(body)).hexdigest()
     _atomic_write(directory / ARRAYS_FILE, array_bytes)
     _atomic_write(directory / MANIFEST_FILE, json.dumps(body, indent=2, sort_keys=True).encode())
-    return body
+    return manifest
 
 
 def load_model(model_dir: str | Path) -> Model:
@@ -149,12 +151,26 @@ def load_model(model_dir: str | Path) -> Model:
         peers = PeerBaseline.from_json(manifest["peers"])
     except (KeyError, ValueError, TypeError) as exc:
         raise ArtifactError(f"{arrays_path} is not a valid insiderwatch model ({exc})") from None
+    try:
+        typed = Manifest.from_json(manifest)
+    except ManifestError as exc:
+        raise ArtifactError(f"{manifest_path}: {exc}") from None
     return Model(
         forest=forest,
         peers=peers,
-        manifest=manifest,
+        manifest=typed,
         attribution_baseline=arrays["attribution_baseline"],
     )
+
+
+def peek_version(model_dir: str | Path) -> str | None:
+    """The model version ``manifest.json`` names, unverified (None when unreadable): a cheap
+    check for a new model before :func:`load_model` verifies it."""
+    try:
+        version = json.loads((Path(model_dir) / MANIFEST_FILE).read_text()).get("model_version")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return version if isinstance(version, str) else None
 
 
 def loads_cleanly(model_dir: str | Path) -> bool:

@@ -46,7 +46,6 @@ from insiderwatch.models.features import (
 from insiderwatch.models.forest import path_attribution, score
 from insiderwatch.models.incidents import (
     SEVERITIES,
-    IncidentSettings,
     incident_fields,
     step_incident,
 )
@@ -221,12 +220,12 @@ class Detector:
     def __init__(self, model: Model, pseudonymize_key: bytes | None = None) -> None:
         self.model = model
         self.threshold = model.threshold
-        cuts = model.manifest["severity_thresholds"]
+        manifest = model.manifest
+        cuts = manifest.severity_thresholds
         self._cuts = (self.threshold, cuts["medium"], cuts["high"], cuts["critical"])
-        self.incident_settings = IncidentSettings(**model.manifest["incident"])
-        sustained = model.manifest.get("sustained") or {}
-        self._cusum_reference = float(sustained.get("reference", 1.0))
-        self._cusum_limit = float(sustained.get("limit", float("inf")))
+        self.incident_settings = manifest.incident
+        self._cusum_reference = manifest.sustained.reference
+        self._cusum_limit = manifest.sustained.limit
         self._pseudonymize_key = pseudonymize_key
         self._roles = RoleTable(model.peers)
 
@@ -434,8 +433,7 @@ class Detector:
         model = self.model
         role = model.peers.profile(event.actor_role)
         warming_up = state.hist_n < MATURE_EVENTS or state.active_days < WARMUP_ACTIVE_DAYS
-        # Older models have medians only: a weaker bar (half of normal traffic is above it).
-        typical = model.manifest.get("feature_p95") or model.manifest.get("feature_medians")
+        typical = model.manifest.feature_p95
         reasons = explain(
             event,
             state,

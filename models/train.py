@@ -22,6 +22,7 @@ from insiderwatch.models.events import AccessEvent
 from insiderwatch.models.features import FEATURE_NAMES, FEATURE_VERSION, FEATURES
 from insiderwatch.models.forest import ForestArrays, export_forest, path_attribution, score
 from insiderwatch.models.incidents import DEFAULT_ALERT_BUDGET, IncidentSettings
+from insiderwatch.models.manifest import ForestSettings, Manifest, Sustained, Window
 from insiderwatch.models.peers import PeerBaseline, build_peer_baseline
 from insiderwatch.models.state import DAY_S, ActorState
 from insiderwatch.models.sustained import CUSUM_TAU_S, cusum_series
@@ -172,9 +173,6 @@ class _Calibration:
     actor_count: int
     actor_days: int
 
-    def sustained(self) -> dict[str, float]:
-        return {"reference": self.reference, "limit": self.cusum_limit, "tau_s": CUSUM_TAU_S}
-
 
 def _after_warmup(ts_all: np.ndarray, warmup_days: float) -> np.ndarray:
     """Mask of the events after the warm-up. Every actor starts cold at the start of a history
@@ -237,7 +235,7 @@ def train_model(
     model_version: str | None = None,
     warmup_days: float = 7.0,
     progress: Callable[[int], None] | None = None,
-) -> dict:
+) -> Manifest:
     """Fit and export a model from ``events`` (in event-time order). Returns the manifest.
 
     Examples
@@ -250,7 +248,7 @@ def train_model(
     >>> with tempfile.TemporaryDirectory() as model_dir:
     ...     manifest = train_model(history, model_dir, n_estimators=20, warmup_days=3)
     ...     model = load_model(model_dir)
-    >>> model.version == manifest["model_version"], 0.5 < manifest["threshold"] < 1.0
+    >>> model.version == manifest.model_version, 0.5 < manifest.threshold < 1.0
     (True, True)
     """
     if len(events) < 100:
@@ -277,31 +275,26 @@ def train_model(
     attribution_baseline = path_attribution(arrays, sample).mean(axis=0)
     window_end = float(ts.max())
     version = model_version or _default_version(arrays, window_end)
-    manifest = {
-        "model_version": version,
-        "feature_names": list(FEATURE_NAMES),
-        "feature_version": FEATURE_VERSION,
-        "features": [asdict(f) for f in FEATURES],
-        "training_window": {"start": rfc3339(float(ts_all.min())), "end": rfc3339(window_end)},
-        "event_count": len(events),
-        "calibration_window": {"start": rfc3339(float(ts.min())), "end": rfc3339(window_end)},
-        "calibration_event_count": len(kept),
-        "actor_count": calibration.actor_count,
-        "actor_days": calibration.actor_days,
-        "alert_budget_per_1000_actor_days": alert_budget,
-        "training_incidents_at_threshold": calibration.incidents,
-        "threshold": threshold,
-        "sustained": calibration.sustained(),
-        "severity_thresholds": severity,
-        "feature_medians": [float(v) for v in np.median(x, axis=0)],
-        # An alert's reasons are the features above this (see models/explain.py).
-        "feature_p95": [float(v) for v in np.quantile(x, 0.95, axis=0)],
-        "score_quantiles": {str(q): float(np.quantile(train_scores, q)) for q in SCORE_QUANTILES},
-        "incident": {"gap_s": incident.gap_s, "max_duration_s": incident.max_duration_s},
-        "forest": {
-            "n_estimators": n_estimators,
-            "max_samples": int(forest._max_samples),
-            "seed": seed,
-        },
-    }
+    manifest = Manifest(
+        model_version=version,
+        feature_names=FEATURE_NAMES,
+        feature_version=FEATURE_VERSION,
+        features=tuple(asdict(f) for f in FEATURES),
+        training_window=Window(rfc3339(float(ts_all.min())), rfc3339(window_end)),
+        event_count=len(events),
+        calibration_window=Window(rfc3339(float(ts.min())), rfc3339(window_end)),
+        calibration_event_count=len(kept),
+        actor_count=calibration.actor_count,
+        actor_days=calibration.actor_days,
+        alert_budget_per_1000_actor_days=float(alert_budget),
+        training_incidents_at_threshold=calibration.incidents,
+        threshold=threshold,
+        sustained=Sustained(calibration.reference, calibration.cusum_limit, CUSUM_TAU_S),
+        severity_thresholds=severity,
+        feature_medians=tuple(float(v) for v in np.median(x, axis=0)),
+        feature_p95=tuple(float(v) for v in np.quantile(x, 0.95, axis=0)),
+        score_quantiles={str(q): float(np.quantile(train_scores, q)) for q in SCORE_QUANTILES},
+        incident=incident,
+        forest=ForestSettings(n_estimators, int(forest._max_samples), seed),
+    )
     return save_model(model_dir, arrays, attribution_baseline, manifest, peers)

@@ -9,16 +9,14 @@ worker`` resolves them from flags, environment and defaults); nothing is read at
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from pathlib import Path
 from typing import Any
 
 import faust
 from aiohttp import web
 from aiokafka.structs import RecordMetadata
 
-from insiderwatch.models.artifact import ArtifactError, load_model
+from insiderwatch.models.artifact import ArtifactError, load_model, peek_version
 from insiderwatch.models.detector import Detector
 from insiderwatch.stream.collector import tune_collector
 from insiderwatch.stream.faust_seam import BatchingApp, store_in_partition
@@ -370,11 +368,7 @@ class Worker:
         (logged) and the current model keeps scoring."""
         if self._processor is None:
             return
-        try:
-            manifest = json.loads((Path(self.settings.model_dir) / "manifest.json").read_text())
-        except (OSError, ValueError):
-            return
-        if manifest.get("model_version") == self._processor.detector.model.version:
+        if peek_version(self.settings.model_dir) in (None, self._processor.detector.model.version):
             return
         try:
             model = load_model(self.settings.model_dir)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from insiderwatch.models.incidents import DEFAULT_ALERT_BUDGET
+from insiderwatch.models.manifest import Manifest
 from insiderwatch.stream.collector import tune_collector
 from insiderwatch.stream.settings import SETTINGS_DOC, Settings, SettingsError, flag_name
 
@@ -248,7 +249,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train(args: argparse.Namespace, events: list, advance) -> dict:
+def _train(args: argparse.Namespace, events: list, advance) -> Manifest:
     from insiderwatch.models.incidents import IncidentSettings
     from insiderwatch.models.train import train_model
 
@@ -272,13 +273,18 @@ def _train(args: argparse.Namespace, events: list, advance) -> dict:
 
 
 def _print_trained(
-    args: argparse.Namespace, manifest: dict, events: list, bad: int, started: float, source: str
+    args: argparse.Namespace,
+    manifest: Manifest,
+    events: list,
+    bad: int,
+    started: float,
+    source: str,
 ) -> None:
     print(
-        f"train: model {manifest['model_version']} from {len(events)} events of {source} "
+        f"train: model {manifest.model_version} from {len(events)} events of {source} "
         f"({bad} invalid or repeated event ids skipped), "
-        f"{manifest['actor_count']} actors, threshold {manifest['threshold']:.4f} "
-        f"({manifest['training_incidents_at_threshold']} incidents in {manifest['actor_days']} actor-days), "
+        f"{manifest.actor_count} actors, threshold {manifest.threshold:.4f} "
+        f"({manifest.training_incidents_at_threshold} incidents in {manifest.actor_days} actor-days), "
         f"written to {args.model_dir} in {time.monotonic() - started:.1f} s"
     )
 
@@ -452,7 +458,7 @@ def cmd_model_show(args: argparse.Namespace) -> int:
         model = load_model(args.dir)
     except ArtifactError as exc:
         raise UserError(str(exc)) from None
-    m = model.manifest
+    m = model.manifest.to_json()
     view = {
         k: m[k]
         for k in (

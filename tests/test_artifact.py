@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -15,8 +16,8 @@ def test_round_trip_loads_verified_arrays(small_model):
     model = load_model(small_model)
     assert model.version and 0 < model.threshold < 1
     assert len(model.feature_names) == model.forest.n_features
-    assert model.manifest["training_window"]["start"] < model.manifest["training_window"]["end"]
-    assert model.manifest["event_count"] > 1000
+    assert model.manifest.training_window.start < model.manifest.training_window.end
+    assert model.manifest.event_count > 1000
 
 
 def test_tampered_arrays_are_refused(small_model, tmp_path):
@@ -89,8 +90,9 @@ def test_model_trained_on_other_features_is_refused(small_model, tmp_path):
     from insiderwatch.models.artifact import save_model
 
     model = load_model(small_model)
-    manifest = dict(model.manifest)
-    manifest["feature_version"] = manifest["feature_version"] - 1
+    manifest = dataclasses.replace(
+        model.manifest, feature_version=model.manifest.feature_version - 1
+    )
     save_model(tmp_path / "old", model.forest, model.attribution_baseline, manifest, model.peers)
     with pytest.raises(ArtifactError, match="another feature set.*retrain"):
         load_model(tmp_path / "old")

@@ -123,7 +123,7 @@ def test_severity_grows_with_isolation_depth_beyond_the_training_range(small_mod
     assert detector.severity_level(threshold**0.85) == 1
     assert detector.severity_level(threshold**0.75) == 2
     assert detector.severity_level(threshold**0.6) == 3
-    quantiles = load_model(small_model).manifest["score_quantiles"]
+    quantiles = load_model(small_model).manifest.score_quantiles
     # "critical" is beyond every training score: a new extreme is not critical by default.
     assert detector._cuts[3] > max(quantiles.values())
 

@@ -23,7 +23,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from insiderwatch.models.artifact import load_model
 from insiderwatch.models.detector import Detector
 from insiderwatch.models.events import AccessEvent, parse_event
-from insiderwatch.models.incidents import DEFAULT_ALERT_BUDGET, IncidentSettings
+from insiderwatch.models.incidents import DEFAULT_ALERT_BUDGET
 from insiderwatch.models.state import ActorState
 from insiderwatch.models.train import calibrate_threshold, group_incidents, train_model
 from insiderwatch.simulation.simulate import INSIDER_SCENARIOS, SimulationConfig, simulate
@@ -236,7 +236,7 @@ def _finish(
     hist_codes = np.array([actors[e.actor_id] for e in history])
     hist_ts = np.array([e.ts for e in history])
     hist_actor_days = len({(e.actor_id, int(e.ts // 86400)) for e in history})
-    settings = IncidentSettings(**model.manifest["incident"])
+    settings = model.manifest.incident
     naive_threshold = calibrate_threshold(
         train_naive, hist_codes, hist_ts, config.alert_budget * hist_actor_days / 1000.0, settings
     )
