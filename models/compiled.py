@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 from zlib import crc32
 
 import numpy as np
@@ -770,6 +771,47 @@ def wave_order(slots):  # pragma: no cover - compiled
     return order, starts
 
 
+class KernelBatch(NamedTuple):
+    """A packed batch as :func:`run_waves` reads it (see :class:`PackedBatch`)."""
+
+    states: np.ndarray  # float64 (actors, WIDTH): the state rows
+    events: np.ndarray  # float64 (events, E_WIDTH): the event rows
+    field_hashes: np.ndarray  # int64: every event's returned fields, concatenated
+    field_rarities: np.ndarray  # float64: the role's rarity of each of those fields
+    roles: np.ndarray  # float64 (roles, R_WIDTH): the peer profiles
+    order: np.ndarray  # int64: event indices, wave by wave
+    starts: np.ndarray  # int64: where each wave starts in ``order``
+    unknown_role: int
+
+
+class ForestLayout(NamedTuple):
+    """The forest's traversal arrays (:attr:`models.forest.ForestArrays.layout`)."""
+
+    child: np.ndarray
+    feature: np.ndarray
+    threshold32: np.ndarray
+    tree_depth: np.ndarray
+    node_value: np.ndarray
+    roots: np.ndarray
+
+
+class Limits(NamedTuple):
+    """The score's normaliser and the decision limits."""
+
+    denominator: float  # c(max_samples): score = 2 ** (-depth / denominator)
+    alert_threshold: float
+    cusum_reference: float
+    cusum_limit: float
+
+
+class KernelOutput(NamedTuple):
+    """What :func:`run_waves` writes, indexed by event."""
+
+    x: np.ndarray  # float64 (events, features)
+    scores: np.ndarray  # float64
+    flags: np.ndarray  # FLAG_* bits
+
+
 @njit(cache=True, nogil=True)
 def _learn(s, e, j, field_hashes, flags):  # pragma: no cover - compiled
     """An unflagged event joins its actor's baseline (and, if rare, the rare-access count)."""
@@ -799,38 +841,19 @@ def _judge(s, e, j, value, alert_threshold, cusum_reference, cusum_limit):  # pr
 
 
 @njit(cache=True, nogil=True)
-def run_waves(  # pragma: no cover - compiled
-    s,
-    e,
-    field_hashes,
-    field_rarities,
-    roles,
-    unknown_role,
-    order,
-    starts,
-    first_wave,
-    detect,
-    child,
-    feature,
-    threshold32,
-    tree_depth,
-    node_value,
-    roots,
-    denominator,
-    alert_threshold,
-    cusum_reference,
-    cusum_limit,
-    x,
-    scores,
-    flags,
-):
+def run_waves(batch, first_wave, detect, forest, limits, out):  # pragma: no cover - compiled
     """Process waves from ``first_wave``; return the index of the next wave to process.
 
-    ``detect`` False is the training replay: no scores, every event feeds the baseline.
-    With ``detect`` the forest scores each wave; an event at or above ``alert_threshold``
-    (FLAG_POINT) or whose CUSUM reaches ``cusum_limit`` (FLAG_SUSTAINED) is flagged and kept
-    out of the baseline, and the function returns after that wave.
+    ``batch`` is a :class:`KernelBatch`, ``forest`` a :class:`ForestLayout`, ``limits`` a
+    :class:`Limits` and ``out`` a :class:`KernelOutput` (typed named tuples, which numba
+    passes by field). ``detect`` False is the training replay: no scores, every event feeds
+    the baseline. With ``detect`` the forest scores each wave; an event at or above the alert
+    threshold (FLAG_POINT) or whose CUSUM reaches its limit (FLAG_SUSTAINED) is flagged and
+    kept out of the baseline, and the function returns after that wave.
     """
+    s, e, order, starts = batch.states, batch.events, batch.order, batch.starts
+    field_hashes, field_rarities, roles = batch.field_hashes, batch.field_rarities, batch.roles
+    x, scores, flags = out.x, out.scores, out.flags
     n_features = x.shape[1]
     n_waves = starts.shape[0] - 1
     x32 = np.empty((order.shape[0], n_features), np.float32)
@@ -840,7 +863,7 @@ def run_waves(  # pragma: no cover - compiled
         for q in range(a, b):
             j = order[q]
             r = int(e[j, E_SLOT])
-            _rebaseline(s, r, e[j, E_ROLE], e[j, E_TS], unknown_role)
+            _rebaseline(s, r, e[j, E_ROLE], e[j, E_TS], batch.unknown_role)
             flags[j] = _observe(s, r, e, j, field_hashes, field_rarities, roles, x, j)
         if not detect:
             for q in range(a, b):
@@ -852,14 +875,23 @@ def run_waves(  # pragma: no cover - compiled
             for c in range(n_features):
                 x32[q, c] = x[j, c]
         _walk_depths(
-            x32[:m], child, feature, threshold32, tree_depth, node_value, roots, depths[:m]
+            x32[:m],
+            forest.child,
+            forest.feature,
+            forest.threshold32,
+            forest.tree_depth,
+            forest.node_value,
+            forest.roots,
+            depths[:m],
         )
         any_flagged = False
         for q in range(m):
             j = order[a + q]
-            value = isolation_score(depths[q], denominator)
+            value = isolation_score(depths[q], limits.denominator)
             scores[j] = value
-            flag = _judge(s, e, j, value, alert_threshold, cusum_reference, cusum_limit)
+            flag = _judge(
+                s, e, j, value, limits.alert_threshold, limits.cusum_reference, limits.cusum_limit
+            )
             if flag:
                 flags[j] |= flag
                 any_flagged = True
@@ -921,23 +953,19 @@ class PackedBatch:
         """:func:`run_waves` on this batch from ``first_wave``; return the next wave to run.
         Without ``detection`` every event feeds the baseline (the training replay)."""
         forest = _NO_FOREST if detection is None else detection.forest_layout
-        limits = (1.0, 1.0, 1.0, 1.0) if detection is None else detection.limits
-        return run_waves(
+        limits = _NO_LIMITS if detection is None else detection.limits
+        batch = KernelBatch(
             self.states,
             self.events,
             self.field_hashes,
             self.field_rarities,
             self.roles,
-            UNKNOWN_ROLE_CODE,
             self.order,
             self.starts,
-            first_wave,
-            detection is not None,
-            *forest,
-            *limits,
-            x,
-            scores,
-            flags,
+            UNKNOWN_ROLE_CODE,
+        )
+        return run_waves(
+            batch, first_wave, detection is not None, forest, limits, KernelOutput(x, scores, flags)
         )
 
     def wave(self, index: int) -> np.ndarray:
@@ -1007,11 +1035,10 @@ class PackedBatch:
 @dataclass(frozen=True)
 class Detection:
     """What :func:`run_waves` needs to score and decide: the forest's traversal layout (see
-    :attr:`models.forest.ForestArrays.layout`) and ``(denominator, alert threshold, CUSUM
-    reference, CUSUM limit)``."""
+    :attr:`models.forest.ForestArrays.layout`) and the score limits."""
 
-    forest_layout: tuple
-    limits: tuple[float, float, float, float]
+    forest_layout: ForestLayout
+    limits: Limits
 
     @classmethod
     def of(
@@ -1019,12 +1046,12 @@ class Detection:
     ) -> Detection:
         child, feature, threshold32, tree_depth = forest.layout
         return cls(
-            (child, feature, threshold32, tree_depth, forest.node_value, forest.roots),
-            (forest.denominator, threshold, cusum_reference, cusum_limit),
+            ForestLayout(child, feature, threshold32, tree_depth, forest.node_value, forest.roots),
+            Limits(float(forest.denominator), threshold, cusum_reference, cusum_limit),
         )
 
 
-_NO_FOREST = (
+_NO_FOREST = ForestLayout(
     np.zeros(2, np.int32),
     np.zeros(1, np.int32),
     np.zeros(1, np.float32),
@@ -1032,6 +1059,7 @@ _NO_FOREST = (
     np.zeros(1, np.float64),
     np.zeros(0, np.int32),
 )
+_NO_LIMITS = Limits(1.0, 1.0, 1.0, 1.0)
 
 
 def featurize(
