@@ -40,6 +40,7 @@ import numpy as np
 from numba import njit
 
 from insiderwatch.models.events import AccessEvent
+from insiderwatch.models.feature_math import N_FEATURES, feature_values_compiled
 from insiderwatch.models.features import (
     FEATURE_NAMES,
     MATURE_EVENTS,
@@ -701,45 +702,42 @@ def _observe(s, r, e, j, field_hashes, field_rarities, roles, x, xi):  # pragma:
     field_rarity = _max_rarity(field_rarities, f_from, f_to)
     is_rare = surprise > RARE_SURPRISAL or pair_rarity + field_rarity > RARE_SURPRISAL
 
-    # feature_row (state now includes the event in its windows)
+    # feature_inputs, in FEATURE_INPUTS order (state now includes the event in its windows)
     hist_n = s[r, HIST_N]
     mature = hist_n >= MATURE_EVENTS
     day_events_typ = _typical_day(s, r, roles[role, R_MEDIAN_DAY_EVENTS], s[r, EWMA_DAY_EVENTS])
     day_records_typ = _typical_day(s, r, roles[role, R_MEDIAN_DAY_RECORDS], s[r, EWMA_DAY_RECORDS])
-    hour_events_typ = day_events_typ / _WORKING_HOURS_PER_DAY
-    hour_records_typ = day_records_typ / _WORKING_HOURS_PER_DAY
     w10, w1h, w24 = WIN, WIN + _N_Q, WIN + 2 * _N_Q
-    events_10m = s[r, w10]
-    events_1h = s[r, w1h]
-    records_1h = s[r, w1h + 1]
-    new_res_1h = s[r, w1h + 2]
-    no_ticket_1h = s[r, w1h + 3]
-    denied_1h = s[r, w1h + 4]
     rare_now = 1.0 if is_rare else 0.0
-    rare_1h = s[r, w1h + 5] + rare_now
-    rare_24h = s[r, w24 + 5] + rare_now
-    no_ticket_24h = s[r, w24 + 3]
-    no_ticket_share = (s[r, NO_TICKET_N] + PRIOR_EVENTS * roles[role, R_NO_TICKET_SHARE]) / (
-        hist_n + PRIOR_EVENTS
+    values = feature_values_compiled(
+        e[j, E_RECORDS],
+        roles[role, R_P99_RECORDS],
+        s[r, w10],
+        s[r, w1h],
+        s[r, w24],
+        s[r, w1h + 1],
+        s[r, w1h + 2],
+        s[r, w1h + 3],
+        s[r, w24 + 3],
+        s[r, w1h + 4],
+        s[r, w1h + 5] + rare_now,
+        s[r, w24 + 5] + rare_now,
+        _pair_count_24h(s, r, e[j, E_PAIR]),
+        day_events_typ / _WORKING_HOURS_PER_DAY,
+        day_records_typ / _WORKING_HOURS_PER_DAY,
+        day_events_typ,
+        (s[r, NO_TICKET_N] + PRIOR_EVENTS * roles[role, R_NO_TICKET_SHARE])
+        / (hist_n + PRIOR_EVENTS),
+        p_pair,
+        pair_rarity,
+        field_rarity,
+        _time_novelty(s, r, roles, role, e[j, E_TS]),
+        surprise,
+        1.0 if mature and not _is_known(s, r, IPS, N_IPS, e[j, E_IP]) else 0.0,
+        1.0 if mature and not _is_known(s, r, DEVICES, N_DEVICES, e[j, E_DEVICE]) else 0.0,
     )
-    new_ip = mature and not _is_known(s, r, IPS, N_IPS, e[j, E_IP])
-    new_device = mature and not _is_known(s, r, DEVICES, N_DEVICES, e[j, E_DEVICE])
-    pair_share = log((1.0 + _pair_count_24h(s, r, e[j, E_PAIR])) / (1.0 + s[r, w24] * p_pair))
-    x[xi, 0] = _clip(log((1.0 + e[j, E_RECORDS]) / (1.0 + roles[role, R_P99_RECORDS])))
-    x[xi, 1] = _clip(log((1.0 + events_10m) / (1.0 + hour_events_typ / 6.0)))
-    x[xi, 2] = _clip(log((1.0 + records_1h) / (1.0 + hour_records_typ)))
-    x[xi, 3] = _clip(log((1.0 + new_res_1h) / (1.0 + hour_events_typ)))
-    x[xi, 4] = _clip(log((1.0 + no_ticket_1h) / (1.0 + events_1h * no_ticket_share)))
-    x[xi, 5] = log(1.0 + rare_1h)
-    x[xi, 6] = log(1.0 + rare_24h)
-    x[xi, 7] = _clip(log((1.0 + no_ticket_24h) / (1.0 + day_events_typ * no_ticket_share)))
-    x[xi, 8] = pair_rarity
-    x[xi, 9] = field_rarity
-    x[xi, 10] = _time_novelty(s, r, roles, role, e[j, E_TS])
-    x[xi, 11] = surprise
-    x[xi, 12] = (1.0 if new_ip else 0.0) + (1.0 if new_device else 0.0)
-    x[xi, 13] = log(1.0 + denied_1h)
-    x[xi, 14] = _clip(pair_share)
+    for c in range(N_FEATURES):
+        x[xi, c] = values[c]
     return (FLAG_LATE if is_late else 0) | (FLAG_RARE if is_rare else 0)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -279,7 +279,7 @@ def train_model(
         model_version=version,
         feature_names=FEATURE_NAMES,
         feature_version=FEATURE_VERSION,
-        features=tuple(asdict(f) for f in FEATURES),
+        features=tuple(f.documentation() for f in FEATURES),
         training_window=Window(rfc3339(float(ts_all.min())), rfc3339(window_end)),
         event_count=len(events),
         calibration_window=Window(rfc3339(float(ts.min())), rfc3339(window_end)),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from insiderwatch.models.detector import observe
 from insiderwatch.models.events import parse_event
 from insiderwatch.models.features import (
@@ -289,8 +291,26 @@ def test_a_day_concentrated_on_one_kind_of_access_stands_out_and_a_busy_day_does
     assert busy < 0.25 and concentrated > 0.9, (busy, concentrated)  # ~1 = e times the usual
 
 
-def test_every_feature_has_exactly_one_phrase():
-    from insiderwatch.models.explain import DESCRIBERS
-    from insiderwatch.models.features import FEATURE_NAMES
+def test_every_feature_is_declared_with_a_formula_and_a_phrase():
+    from insiderwatch.models.features import FEATURE_NAMES, FEATURES
 
-    assert sorted(DESCRIBERS) == sorted(FEATURE_NAMES)
+    assert len(set(FEATURE_NAMES)) == len(FEATURES) == 15
+    for feature in FEATURES:
+        assert callable(feature.describe) and feature.formula and feature.unit
+
+
+def test_the_generated_feature_math_is_up_to_date():
+    """models/feature_math.py is what the declarations generate (regenerate with
+    ``python -m insiderwatch.models.features``)."""
+    from insiderwatch.models.features import FEATURE_MATH_PATH, feature_math_source
+
+    assert FEATURE_MATH_PATH.read_text() == feature_math_source()
+
+
+def test_every_formula_uses_declared_quantities_only(monkeypatch):
+    from insiderwatch.models import features
+
+    bad = features.Feature("x", "u", "m", "clip(log(undeclared))", features.FEATURES[0].describe)
+    monkeypatch.setattr(features, "FEATURES", (*features.FEATURES, bad))
+    with pytest.raises(ValueError, match="undeclared"):
+        features.feature_math_source()
