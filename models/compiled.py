@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, MutableMapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from operator import attrgetter
 from typing import NamedTuple
 from zlib import crc32
 
@@ -65,9 +66,11 @@ from insiderwatch.models.state import (
     REBASELINE_DAYS,
     REBASELINE_EVENTS,
     RECENT_RESOURCES,
+    ROW_SCALARS,
     UNKNOWN_ROLE,
     ActorState,
     new_state,
+    row_offsets,
 )
 from insiderwatch.models.sustained import CUSUM_TAU_S
 
@@ -87,42 +90,29 @@ __all__ = [
 ]
 
 # --- actor state row -------------------------------------------------------------------------
-(
-    FIRST_TS,
-    LAST_TS,
-    N_SEEN,
-    WIN_TS,
-    DAY,
-    DAY_EVENTS,
-    DAY_CLEAN_EVENTS,
-    DAY_CLEAN_RECORDS,
-    ACTIVE_DAYS,
-    EWMA_DAY_EVENTS,
-    EWMA_DAY_RECORDS,
-    HIST_N,
-    NO_TICKET_N,
-    CUSUM,
-    CUSUM_TS,
-    REBASELINED_TS,
-    ROLE,
-    N_IPS,
-    N_DEVICES,
-    N_FIELDS,
-    N_RECENT,
-    N_PAIRS,
-    N_PAIRS_24H,
-) = range(23)
-WIN = 23
-HOURS = WIN + 18
-WEEKDAYS = HOURS + 24
-IPS = WEEKDAYS + 7  # (hash, seen at) pairs
-DEVICES = IPS + 2 * MAX_IPS
-FIELDS = DEVICES + 2 * MAX_DEVICES
-RECENT = FIELDS + MAX_FIELDS_SEEN
+# Column offsets, derived from the one declaration of the row (models.state.ROW_LAYOUT).
+_AT = row_offsets()
+FIRST_TS, LAST_TS, N_SEEN, WIN_TS = (_AT[n] for n in ("first_ts", "last_ts", "n_seen", "win_ts"))
+DAY, DAY_EVENTS = _AT["day"], _AT["day_events"]
+DAY_CLEAN_EVENTS, DAY_CLEAN_RECORDS = _AT["day_clean_events"], _AT["day_clean_records"]
+ACTIVE_DAYS, EWMA_DAY_EVENTS = _AT["active_days"], _AT["ewma_day_events"]
+EWMA_DAY_RECORDS, HIST_N, NO_TICKET_N = _AT["ewma_day_records"], _AT["hist_n"], _AT["no_ticket_n"]
+CUSUM, CUSUM_TS, REBASELINED_TS = _AT["cusum"], _AT["cusum_ts"], _AT["rebaselined_ts"]
+ROLE, N_IPS, N_DEVICES, N_FIELDS = _AT["role"], _AT["n_ips"], _AT["n_devices"], _AT["n_fields"]
+N_RECENT, N_PAIRS, N_PAIRS_24H = _AT["n_recent"], _AT["n_pairs"], _AT["n_pairs_24h"]
+WIN, HOURS, WEEKDAYS = _AT["win"], _AT["hours"], _AT["weekdays"]
+IPS, DEVICES, FIELDS, RECENT = (
+    _AT["ips"],
+    _AT["devices"],
+    _AT["fields_seen"],
+    _AT["recent_resources"],
+)
+PAIRS, PAIRS_24H, WIDTH = _AT["pairs"], _AT["pairs_24h"], _AT["width"]
 MAX_PAIR_ENTRIES = MAX_PAIRS + 1  # the folded OTHER_PAIRS entry included
-PAIRS = RECENT + RECENT_RESOURCES  # (pair hash, count) pairs, in the dict's order
-PAIRS_24H = PAIRS + 2 * MAX_PAIR_ENTRIES  # (pair hash, decayed count, as of) triples
-WIDTH = PAIRS_24H + 3 * MAX_PAIRS_24H
+# numba caches compiled functions by this file's source only: a change of ROW_LAYOUT must
+# change this file too, or stale kernels would keep the old offsets. tests/test_compiled.py
+# fails until this literal equals models.state.row_layout_digest().
+ROW_LAYOUT_DIGEST = "c9f4c8ee6ba6e898"
 
 # --- event row -------------------------------------------------------------------------------
 (
@@ -174,27 +164,18 @@ def _pad(row: list, values: list, capacity: int, what: str) -> None:
     row.extend(_ZEROS[: capacity - len(values)])
 
 
+_row_scalars = attrgetter(*ROW_SCALARS)
+_SCALAR_COLUMNS = tuple((_AT[name], name) for name in ROW_SCALARS)
+# Which row scalars are integers in ActorState (the others are floats), for unpacking.
+_INTEGER_SCALARS = frozenset(f.name for f in fields(ActorState) if f.type == "int")
+
+
 def _state_row(state: ActorState, role_code: int) -> list:
     """One actor state as a flat list of :data:`WIDTH` numbers (raises on a malformed state)."""
     if len(state.win) != 18 or len(state.hours) != 24 or len(state.weekdays) != 7:
         raise ValueError("actor state has windows or histograms of the wrong length")
     row = [
-        state.first_ts,
-        state.last_ts,
-        state.n_seen,
-        state.win_ts,
-        state.day,
-        state.day_events,
-        state.day_clean_events,
-        state.day_clean_records,
-        state.active_days,
-        state.ewma_day_events,
-        state.ewma_day_records,
-        state.hist_n,
-        state.no_ticket_n,
-        state.cusum,
-        state.cusum_ts,
-        state.rebaselined_ts,
+        *_row_scalars(state),
         role_code,
         len(state.ips),
         len(state.devices),
@@ -1000,22 +981,8 @@ class PackedBatch:
         role_names = self.role_names
         for i, state in enumerate(actors):
             f, k = scalars[i], int_scalars[i]
-            state.first_ts = f[FIRST_TS]
-            state.last_ts = f[LAST_TS]
-            state.n_seen = k[N_SEEN]
-            state.win_ts = f[WIN_TS]
-            state.day = k[DAY]
-            state.day_events = k[DAY_EVENTS]
-            state.day_clean_events = k[DAY_CLEAN_EVENTS]
-            state.day_clean_records = k[DAY_CLEAN_RECORDS]
-            state.active_days = k[ACTIVE_DAYS]
-            state.ewma_day_events = f[EWMA_DAY_EVENTS]
-            state.ewma_day_records = f[EWMA_DAY_RECORDS]
-            state.hist_n = k[HIST_N]
-            state.no_ticket_n = k[NO_TICKET_N]
-            state.cusum = f[CUSUM]
-            state.cusum_ts = f[CUSUM_TS]
-            state.rebaselined_ts = f[REBASELINED_TS]
+            for column, name in _SCALAR_COLUMNS:
+                setattr(state, name, k[column] if name in _INTEGER_SCALARS else f[column])
             state.role = role_names[k[ROLE]]
             state.win = win[i]
             state.hours = hours[i]

@@ -31,8 +31,10 @@ lateness bound (a late event is added with the decay it would have had), and che
 
 from __future__ import annotations
 
+import hashlib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 
 import msgspec
 import orjson
@@ -128,6 +130,69 @@ class ActorState:
     pairs_24h: dict[int, list[float]] = field(default_factory=dict)  # pair hash -> [n, as of]
     rebaselined_ts: float = 0.0
     recent_ids: bytes = b""  # fingerprints of the last 32 event ids (models.duplicates)
+
+
+# The compiled kernel's row (models.compiled): these scalar fields, a role code, the length of
+# each bounded list, then each list padded to its bound. The one declaration of the row; the
+# kernel derives its column offsets from it (``row_offsets``) and the stored codec
+# (``state_to_bytes``) writes the fields of ActorState in their declared order.
+ROW_SCALARS: tuple[str, ...] = (
+    "first_ts",
+    "last_ts",
+    "n_seen",
+    "win_ts",
+    "day",
+    "day_events",
+    "day_clean_events",
+    "day_clean_records",
+    "active_days",
+    "ewma_day_events",
+    "ewma_day_records",
+    "hist_n",
+    "no_ticket_n",
+    "cusum",
+    "cusum_ts",
+    "rebaselined_ts",
+)
+ROW_LAYOUT: tuple[tuple[str, int], ...] = (
+    *((name, 1) for name in ROW_SCALARS),
+    ("role", 1),
+    ("n_ips", 1),
+    ("n_devices", 1),
+    ("n_fields", 1),
+    ("n_recent", 1),
+    ("n_pairs", 1),
+    ("n_pairs_24h", 1),
+    ("win", 3 * N_QUANTITIES),
+    ("hours", 24),
+    ("weekdays", 7),
+    ("ips", 2 * MAX_IPS),  # (hash, seen at) pairs
+    ("devices", 2 * MAX_DEVICES),
+    ("fields_seen", MAX_FIELDS_SEEN),
+    ("recent_resources", RECENT_RESOURCES),
+    ("pairs", 2 * (MAX_PAIRS + 1)),  # (pair hash, count), the folded OTHER_PAIRS entry too
+    ("pairs_24h", 3 * MAX_PAIRS_24H),  # (pair hash, decayed count, as of)
+)
+
+
+def row_offsets(layout: tuple[tuple[str, int], ...] = ROW_LAYOUT) -> dict[str, int]:
+    """Column of each entry of ``layout`` in the kernel's row, and ``"width"``.
+
+    >>> at = row_offsets()
+    >>> at["first_ts"], at["win"], at["hours"] - at["win"]
+    (0, 23, 18)
+    """
+    offsets, column = {}, 0
+    for name, width in layout:
+        offsets[name] = column
+        column += width
+    offsets["width"] = column
+    return offsets
+
+
+def row_layout_digest(layout: tuple[tuple[str, int], ...] = ROW_LAYOUT) -> str:
+    """A short digest of the row layout (the kernel keeps a copy; see models/compiled.py)."""
+    return hashlib.sha256(repr(layout).encode()).hexdigest()[:16]
 
 
 def new_state(event: AccessEvent) -> ActorState:
@@ -432,39 +497,11 @@ def _halve(state: ActorState) -> None:
 def state_to_bytes(state: ActorState) -> bytes:
     """Lossless compact encoding: a MessagePack array (floats as float64, so they round-trip
     exactly; about 40% smaller and twice as fast to write as the JSON of formats 3 and 4)."""
-    return _encode_msgpack(
-        [
-            STATE_FORMAT,
-            state.first_ts,
-            state.last_ts,
-            state.n_seen,
-            state.win_ts,
-            state.win,
-            state.day,
-            state.day_events,
-            state.day_clean_events,
-            state.day_clean_records,
-            state.active_days,
-            state.ewma_day_events,
-            state.ewma_day_records,
-            state.hist_n,
-            state.no_ticket_n,
-            state.hours,
-            state.weekdays,
-            state.ips,
-            state.devices,
-            state.fields_seen,
-            state.recent_resources,
-            state.role,
-            state.incident,
-            state.cusum,
-            state.cusum_ts,
-            state.pairs,
-            state.pairs_24h,
-            state.rebaselined_ts,
-            state.recent_ids,
-        ]
-    )
+    return _encode_msgpack([STATE_FORMAT, *_stored_fields(state)])
+
+
+# Every field of ActorState, in declaration order: what a stored state holds after its format.
+_stored_fields = attrgetter(*(f.name for f in fields(ActorState)))
 
 
 def state_from_bytes(data: bytes) -> ActorState:

@@ -219,3 +219,13 @@ def test_the_role_table_caches_stay_bounded_and_give_the_uncached_values(small_m
     profile = peers.profile("never-seen-role")
     p = profile.pair_p.get("view review", profile.unseen_p)
     assert roles.pair_terms("never-seen-role", "view review") == (p, -math.log(p))
+
+
+def test_the_kernel_was_compiled_for_the_declared_row_layout():
+    """numba caches kernels by the source of models/compiled.py only; its copy of the layout
+    digest must change with models.state.ROW_LAYOUT so that a layout change recompiles."""
+    from insiderwatch.models import compiled
+    from insiderwatch.models.state import ROW_LAYOUT, row_layout_digest, row_offsets
+
+    assert compiled.ROW_LAYOUT_DIGEST == row_layout_digest()
+    assert compiled.WIDTH == row_offsets()["width"] == sum(width for _, width in ROW_LAYOUT)
