@@ -57,13 +57,22 @@ def _prepare(events: int) -> None:
 def _measure(repo: str, case: str) -> dict:
     """CPU seconds per event of ``handle`` and of a plain JSON decode, in this process."""
     sys.path.insert(0, repo)
+    import importlib
+
     import orjson
 
-    from insiderwatch.models.artifact import load_model
-    from insiderwatch.models.detector import Detector
-    from insiderwatch.stream.collector import tune_collector
-    from insiderwatch.stream.metrics import WorkerMetrics
-    from insiderwatch.stream.processing import BatchProcessor, RawMessage
+    # Revisions before the insiderwatch package named its parts models and stream.
+    prefix = "insiderwatch." if (Path(repo) / "insiderwatch").is_dir() else ""
+
+    def part(name: str):
+        return importlib.import_module(prefix + name)
+
+    load_model = part("models.artifact").load_model
+    Detector = part("models.detector").Detector
+    tune_collector = part("stream.collector").tune_collector
+    WorkerMetrics = part("stream.metrics").WorkerMetrics
+    BatchProcessor = part("stream.processing").BatchProcessor
+    RawMessage = part("stream.processing").RawMessage
 
     class Store:
         def __init__(self) -> None:
