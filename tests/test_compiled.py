@@ -227,5 +227,5 @@ def test_the_kernel_was_compiled_for_the_declared_row_layout():
     from insiderwatch.models import compiled
     from insiderwatch.models.state import ROW_LAYOUT, row_layout_digest, row_offsets
 
-    assert compiled.ROW_LAYOUT_DIGEST == row_layout_digest()
+    assert row_layout_digest() == compiled.ROW_LAYOUT_DIGEST
     assert compiled.WIDTH == row_offsets()["width"] == sum(width for _, width in ROW_LAYOUT)
