@@ -483,26 +483,27 @@ def cmd_model_show(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from insiderwatch.simulation.evaluate import EvaluationConfig, run_evaluation
+    from insiderwatch.simulation.evaluate import EvaluationConfig, run_evaluation, run_profiles
     from insiderwatch.stream.progress import progress
 
     if args.trees < 1:
         raise UserError(f"--trees must be at least 1, got {args.trees}")
-
-    report = run_evaluation(
-        EvaluationConfig(
-            actors=args.actors,
-            history_days=args.history_days,
-            scored_days=args.scored_days,
-            seed=args.seed,
-            alert_budget=args.alert_budget,
-            trees=args.trees,
-            forest_seed=args.forest_seed,
-            out_dir=args.out_dir,
-        ),
-        progress=progress,
+    if args.profiles < 0:
+        raise UserError(f"--profiles must be 0 or more, got {args.profiles}")
+    config = EvaluationConfig(
+        actors=args.actors,
+        history_days=args.history_days,
+        scored_days=args.scored_days,
+        seed=args.seed,
+        alert_budget=args.alert_budget,
+        trees=args.trees,
+        forest_seed=args.forest_seed,
+        out_dir=args.out_dir,
     )
-    print(report)
+    if args.profiles:
+        print(run_profiles(config, args.profiles, progress=progress))
+    else:
+        print(run_evaluation(config, progress=progress))
     return 0
 
 
@@ -661,6 +662,12 @@ def _add_scoring_commands(sub: Any) -> None:
         "retrain on the same data changes",
     )
     p.add_argument("--out-dir", default=".local/evaluate")
+    p.add_argument(
+        "--profiles",
+        type=int,
+        default=0,
+        help="evaluate on N randomised organisations with quiet insiders (seeds --seed+1..N)",
+    )
     p.set_defaults(func=cmd_evaluate)
 
 

@@ -12,7 +12,7 @@ import json
 import math
 from collections import defaultdict
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +26,14 @@ from insiderwatch.models.events import AccessEvent, parse_event
 from insiderwatch.models.incidents import DEFAULT_ALERT_BUDGET
 from insiderwatch.models.state import ActorState
 from insiderwatch.models.train import calibrate_threshold, group_incidents, train_model
-from insiderwatch.simulation.simulate import INSIDER_SCENARIOS, SimulationConfig, simulate
+from insiderwatch.simulation.simulate import (
+    INSIDER_SCENARIOS,
+    QUIET_SCENARIOS,
+    SimulationConfig,
+    simulate,
+)
 
-__all__ = ["EvaluationConfig", "run_evaluation", "naive_baseline_scores"]
+__all__ = ["EvaluationConfig", "run_evaluation", "run_profiles", "naive_baseline_scores"]
 
 BURST_SCENARIOS = {
     "reviewer_email_harvest",
@@ -52,6 +57,8 @@ class EvaluationConfig:
     # features on the same data: how much a retrain alone moves the results.
     forest_seed: int | None = None
     out_dir: str = ".local/evaluate"
+    # A randomised organisation profile (insiderwatch.simulation.profiles); None = the default.
+    profile: int | None = None
 
 
 def _one_hot_matrix(events: list[AccessEvent], vocab: dict[str, dict[str, int]] | None = None):
@@ -124,7 +131,7 @@ def _quality(name, scores, flagged_incidents, labels, scenarios, instances, ts, 
         inst = instances[i]
         starts[inst] = min(starts.get(inst, math.inf), ts[i])
         scenario_of[inst] = scenarios[i]
-    for scenario in INSIDER_SCENARIOS:
+    for scenario in sorted(set(scenario_of.values()), key=_scenario_order):
         insts = sorted(k for k, v in scenario_of.items() if v == scenario)
         delays = [(detected_at[k] - starts[k]) / 60.0 for k in insts if k in detected_at]
         per_scenario[scenario] = {
@@ -134,6 +141,11 @@ def _quality(name, scores, flagged_incidents, labels, scenarios, instances, ts, 
         }
     result["scenarios"] = per_scenario
     return result
+
+
+def _scenario_order(scenario: str) -> tuple[int, str]:
+    known = (*INSIDER_SCENARIOS, *QUIET_SCENARIOS)
+    return (known.index(scenario) if scenario in known else len(known), scenario)
 
 
 def _no_progress(description: str, total: int | None):
@@ -147,6 +159,12 @@ def run_evaluation(config: EvaluationConfig, progress=_no_progress) -> str:
     passes rich progress bars; models/ itself draws nothing).
     """
     out_dir = Path(config.out_dir)
+    run = _simulate_train_score(config, out_dir, progress)
+    return _finish(config, out_dir, *run)
+
+
+def _simulate_train_score(config: EvaluationConfig, out_dir: Path, progress) -> tuple:
+    """Simulate ``config``'s organisation, train on its history, score its last days."""
     out_dir.mkdir(parents=True, exist_ok=True)
     total_days = config.history_days + config.scored_days
     sim = SimulationConfig(
@@ -154,6 +172,7 @@ def run_evaluation(config: EvaluationConfig, progress=_no_progress) -> str:
         days=total_days,
         seed=config.seed,
         scenarios_from_day=config.history_days,
+        profile=config.profile,
     )
     docs = list(simulate(sim))
     events = [parse_event(orjson.dumps(d)) for d in docs]
@@ -182,19 +201,7 @@ def run_evaluation(config: EvaluationConfig, progress=_no_progress) -> str:
             scores[i : i + len(outcome.scores)] = outcome.scores
             alerts += outcome.alerts
             advance(len(outcome.scores))
-    return _finish(
-        config,
-        out_dir,
-        events,
-        history,
-        scored,
-        labels,
-        scenarios,
-        instances,
-        model,
-        scores,
-        alerts,
-    )
+    return events, history, scored, labels, scenarios, instances, model, scores, alerts
 
 
 def _train(history, model_dir, config, advance) -> None:
@@ -343,4 +350,103 @@ def _format(report: dict) -> str:
         "false incidents by group (insiderwatch): " + json.dumps(ours["false_by_group"]),
         "false incidents by group (naive):        " + json.dumps(naive["false_by_group"]),
     ]
+    return "\n".join(lines)
+
+
+def run_profiles(config: EvaluationConfig, profiles: int, progress=_no_progress) -> str:
+    """``evaluate --profiles N``: the evaluation on N randomised organisations.
+
+    Profile ``p`` is simulated with ``SimulationConfig(profile=p, seed=config.seed + p)``, so
+    roles, volumes, mixes, shifts, ticket habits and teams differ, and quiet insiders are
+    planted. Reports per-class recall over all profiles (an instance counts as caught when any
+    of its events is in an alert), false incidents and false-alert actors per 1,000 scored
+    actor-days per profile, and the worst profile. Writes ``profiles.json`` to ``out_dir``.
+    """
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for p in range(1, profiles + 1):
+        one = replace(config, profile=p, seed=config.seed + p, out_dir=str(out_dir / f"p{p}"))
+        run = _simulate_train_score(one, Path(one.out_dir), progress)
+        rows.append(_profile_row(p, one.seed, *run))
+    classes: dict[str, list[int]] = {}
+    for row in rows:
+        for scenario, stats in row["scenarios"].items():
+            total = classes.setdefault(scenario, [0, 0])
+            total[0] += stats["detected"]
+            total[1] += stats["instances"]
+    report = {"config": asdict(config), "profiles": rows, "classes": classes}
+    (out_dir / "profiles.json").write_text(json.dumps(report, indent=2))
+    return _format_profiles(report)
+
+
+def _profile_row(
+    p, seed, events, history, scored, labels, scenarios, instances, model, scores, alerts
+):
+    position = {e.event_id: k for k, e in enumerate(scored)}
+    incidents: dict[str, list[int]] = defaultdict(list)
+    for alert in alerts:
+        incidents[alert["alert_id"]] += [position[x] for x in alert["event_ids"] if x in position]
+    ts = np.array([e.ts for e in scored])
+    actor_days = len({(e.actor_id, int(e.ts // 86400)) for e in scored})
+    quality = _quality(
+        "insiderwatch",
+        scores,
+        list(incidents.values()),
+        labels,
+        scenarios,
+        instances,
+        ts,
+        actor_days,
+    )
+    false_actors = {
+        scored[members[0]].actor_id
+        for members in incidents.values()
+        if members and not any(labels[i] == "insider" for i in members)
+    }
+    return {
+        "profile": p,
+        "seed": seed,
+        "actors": len({e.actor_id for e in events}),
+        "scored_actor_days": actor_days,
+        "threshold": model.threshold,
+        "false_per_1000_actor_days": quality["false_per_1000_actor_days"],
+        "false_actors_per_1000_actor_days": 1000.0 * len(false_actors) / max(actor_days, 1),
+        "precision": quality["precision"],
+        "scenarios": quality["scenarios"],
+    }
+
+
+def _format_profiles(report: dict) -> str:
+    rows = report["profiles"]
+    lines = [
+        f"evaluate --profiles {len(rows)} (seeds {', '.join(str(r['seed']) for r in rows)})",
+        "",
+    ]
+    lines.append(f"{'behaviour class':<26}{'caught':>10}{'recall':>8}   per profile")
+    for scenario, (detected, instances) in report["classes"].items():
+        per = " ".join(
+            f"{r['scenarios'][scenario]['detected']}/{r['scenarios'][scenario]['instances']}"
+            if scenario in r["scenarios"]
+            else "-"
+            for r in rows
+        )
+        recall = detected / instances if instances else 0.0
+        lines.append(f"{scenario:<26}{detected:>5}/{instances:<4}{recall:>8.0%}   {per}")
+    lines += [
+        "",
+        f"{'profile':<9}{'actors':>7}{'actor-days':>11}{'threshold':>10}"
+        f"{'false inc/1k':>13}{'false actors/1k':>16}{'precision':>10}",
+    ]
+    for r in rows:
+        lines.append(
+            f"{r['profile']:<9}{r['actors']:>7}{r['scored_actor_days']:>11}{r['threshold']:>10.4f}"
+            f"{r['false_per_1000_actor_days']:>13.2f}{r['false_actors_per_1000_actor_days']:>16.2f}"
+            f"{r['precision']:>10.2f}"
+        )
+    worst = max(rows, key=lambda r: r["false_actors_per_1000_actor_days"])
+    lines.append(
+        f"\nworst profile: {worst['profile']} "
+        f"({worst['false_actors_per_1000_actor_days']:.2f} false-alert actors per 1,000 actor-days)"
+    )
     return "\n".join(lines)

@@ -18,6 +18,14 @@ from datetime import UTC, datetime
 
 import orjson
 
+from insiderwatch.simulation.profiles import (
+    QUIET_SCENARIOS,
+    org_shape,
+    quiet_events,
+    quiet_plan,
+    role_mix,
+)
+
 __all__ = [
     "Actor",
     "SimulationConfig",
@@ -25,6 +33,8 @@ __all__ = [
     "simulate",
     "INSIDER_SCENARIOS",
     "BENIGN_GROUPS",
+    "QUIET_SCENARIOS",
+    "role_table",
 ]
 
 DAY_S = 86400
@@ -160,6 +170,8 @@ class SimulationConfig:
     start_day: int = 0
     end_day: int | None = None
     with_scenarios: bool = True
+    # A randomised organisation (insiderwatch.simulation.profiles), with quiet insiders.
+    profile: int | None = None
 
     @property
     def start_epoch(self) -> float:
@@ -173,25 +185,39 @@ class _Plan:
     insiders: list[tuple[str, str, int, float]] = field(default_factory=list)
     benign: list[tuple[str, str, int, float]] = field(default_factory=list)
     surge_days: set[int] = field(default_factory=set)
+    quiet: list[tuple[str, str, int]] = field(default_factory=list)  # profiles only
+
+
+_ROLE_TABLES: dict[int | None, dict] = {}
+
+
+def role_table(config: SimulationConfig) -> dict:
+    """ROLE_MIX, or its redrawn version for the config's profile."""
+    found = _ROLE_TABLES.get(config.profile)
+    if found is None:
+        found = _ROLE_TABLES[config.profile] = role_mix(config.profile, ROLE_MIX)
+    return found
 
 
 def build_organisation(config: SimulationConfig) -> list[Actor]:
-    """The actors, drawn from the seed alone."""
+    """The actors, drawn from the seed (and the profile) alone."""
     rng = random.Random(f"org-{config.seed}")
-    roles = list(ROLE_MIX)
-    weights = [ROLE_MIX[r][0] for r in roles]
+    table = role_table(config)
+    teams, weekend_share, shifts = org_shape(config.profile)
+    roles = list(table)
+    weights = [table[r][0] for r in roles]
     actors = []
     for i in range(config.actors):
         role = rng.choices(roles, weights)[0]
         prefix = "svc" if role == "service" else "emp"
-        shift = 0 if role == "service" else rng.choice([7, 8, 8, 9, 9, 10, 13, 14])
+        shift = 0 if role == "service" else rng.choice(shifts)
         actors.append(
             Actor(
                 actor_id=f"{prefix}-{i:05d}",
                 role=role,
-                team=f"{role}-team-{rng.randrange(1, 6)}",
+                team=f"{role}-team-{rng.randrange(1, teams + 1)}",
                 shift_start_h=shift,
-                works_weekends=role == "service" or rng.random() < 0.12,
+                works_weekends=role == "service" or rng.random() < weekend_share,
                 ips=[
                     f"10.{rng.randrange(1, 250)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
                     for _ in range(rng.choice([1, 1, 2]))
@@ -270,6 +296,8 @@ def _plan(config: SimulationConfig, actors: list[Actor]) -> _Plan:
         plan.benign.append(("role_change", actor.actor_id, from_day, 0.0))
     surge_start = rng.randrange(first, max(first + 1, config.days - 1))
     plan.surge_days = {surge_start, surge_start + 1}
+    if config.profile is not None:
+        plan.quiet = quiet_plan(rng, by_role, role_table(config), pick, first, config.days)
     return plan
 
 
@@ -347,7 +375,7 @@ def _normal_day(config: SimulationConfig, actor: Actor, day: int, surge: bool) -
     role = actor.role
     if actor.later_role and day >= actor.later_role[0]:
         role = actor.later_role[1]
-    _, per_day, ticket_p, mix = ROLE_MIX[role]
+    _, per_day, ticket_p, mix = role_table(config)[role]
     base = config.start_epoch + day * DAY_S
     events = []
     if role == "service":
@@ -520,6 +548,46 @@ def _insider(
     return out
 
 
+def _quiet(
+    config: SimulationConfig, actor: Actor, scenario: str, first_day: int, n: int, days: range
+) -> list[dict]:
+    """One quiet insider instance (see profiles.py), the part inside the ``days`` slice."""
+    instance = f"{scenario}#{n}"
+    working = [
+        day
+        for day in range(first_day, config.days)
+        if actor.works_weekends or (day + _weekday0(config)) % 7 < 5
+    ][:9]
+    out: list[dict] = []
+
+    def emit(day, offset_s, action, rtype, fields, records, resource_id, ticket) -> None:
+        if day not in days:
+            return
+        ts = config.start_epoch + day * DAY_S + actor.shift_start_h * 3600 + offset_s
+        ip = actor.ips[0]
+        out.append(
+            _event(
+                actor,
+                actor.role,
+                ts,
+                action,
+                rtype,
+                fields,
+                records,
+                ticket,
+                ip,
+                actor.device,
+                resource_id,
+                "insider",
+                scenario,
+                instance,
+            )
+        )
+
+    quiet_events(actor, role_table(config), scenario, working, instance, emit)
+    return out
+
+
 def _benign(
     config: SimulationConfig, actor: Actor, group: str, day: int, hour: float, instance: str
 ) -> list[dict]:
@@ -549,7 +617,7 @@ def _benign(
             )
     elif group == "oncall_night":
         ticket = f"INC-{rng.getrandbits(24):06x}"
-        _, _, _, mix = ROLE_MIX[actor.role]
+        _, _, _, mix = role_table(config)[actor.role]
         for i in range(rng.randint(20, 50)):
             _, action, rtype, fields, (lo, hi) = _choose(rng, mix)
             out.append(
@@ -617,6 +685,8 @@ def simulate(config: SimulationConfig) -> Iterator[dict]:
         for n, (group, actor_id, day, hour) in enumerate(plan.benign):
             if day in days and group in ("analyst_ticketed_export", "oncall_night"):
                 events.extend(_benign(config, by_id[actor_id], group, day, hour, f"{group}#{n}"))
+        for n, (scenario, actor_id, first_day) in enumerate(plan.quiet):
+            events.extend(_quiet(config, by_id[actor_id], scenario, first_day, n, days))
     events.sort(key=lambda e: (e["ts"], e["actor_id"]))
     seen_ids: dict[str, int] = {}
     for e in events:
