@@ -1,8 +1,9 @@
 """`insiderwatch demo`: the main job in one command, for a new user.
 
 Local broker -> topics -> simulated history -> trained model -> Faust worker -> history
-replay (baselines) then paced live traffic with insider behaviour -> alerts in the terminal.
-Ctrl-C stops everything it started (and the broker, if it started it).
+replay (baselines) then paced live traffic with insider behaviour -> alerts in the terminal
+-> a one-screen summary of what was planted, caught (and how fast) and falsely flagged.
+It then stops everything it started (and the broker, if it started it); so does Ctrl-C.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from kafka.errors import KafkaError, UnknownTopicOrPartitionError
 
+from insiderwatch.simulation.summary import summarise_demo
 from insiderwatch.stream.broker import LocalKafka
 from insiderwatch.stream.replay import replay_file
 from insiderwatch.stream.settings import Settings
@@ -29,6 +31,23 @@ from insiderwatch.stream.topics import admin_client, create_topics
 __all__ = ["run_demo"]
 
 DEMO_DIR = Path(".local/demo")
+# After the last live event is sent, alerts are read this long before the summary (the
+# worker's event-to-alert latency is a few hundred milliseconds).
+SUMMARY_GRACE_S = 8.0
+
+
+def _after(event: threading.Event, seconds: float):
+    """A predicate that turns true ``seconds`` after ``event`` is set."""
+    set_at: list[float] = []
+
+    def predicate() -> bool:
+        if not event.is_set():
+            return False
+        if not set_at:
+            set_at.append(time.monotonic())
+        return time.monotonic() - set_at[0] >= seconds
+
+    return predicate
 
 
 def _reset_topics(settings: Settings) -> None:
@@ -117,7 +136,8 @@ def run_demo(settings: Settings, actors: int = 150, rate: float = 2000.0) -> int
     worker = subprocess.Popen(
         [*cli, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
-    stop = threading.Event()
+    stop, live_done = threading.Event(), threading.Event()
+    alerts: list[dict] = []
     try:
         _wait_ready(settings, worker)
         say(
@@ -132,15 +152,25 @@ def run_demo(settings: Settings, actors: int = 150, rate: float = 2000.0) -> int
                 )
                 if not stop.is_set():
                     sent = replay_file(settings, live, rate=rate)
-                    say(f"live traffic done ({sent} events); Ctrl-C to stop")
+                    say(f"live traffic done ({sent} events); the summary follows in a few seconds")
+                    live_done.set()
             except Exception as exc:  # noqa: BLE001 - report and let the user stop the demo
                 say(f"replay failed: {exc}")
 
         threading.Thread(target=produce, daemon=True).start()
         say("alerts appear below as they are raised (Ctrl-C stops everything)")
         tail_alerts(
-            settings, "end", TailFilter(), as_json=False, max_alerts=None, idle_timeout_s=None
+            settings,
+            "end",
+            TailFilter(),
+            as_json=False,
+            max_alerts=None,
+            idle_timeout_s=None,
+            on_alert=alerts.append,
+            stop_when=_after(live_done, SUMMARY_GRACE_S),
         )
+        if live_done.is_set():
+            print("\n" + summarise_demo(live, alerts).text(), flush=True)
     except KeyboardInterrupt:
         pass
     finally:

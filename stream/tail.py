@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
@@ -79,8 +80,11 @@ def tail_alerts(
     max_alerts: int | None,
     idle_timeout_s: float | None,
     console: Console | None = None,
+    on_alert: Callable[[dict], None] | None = None,
+    stop_when: Callable[[], bool] | None = None,
 ) -> int:
-    """Print alerts until Ctrl-C, ``max_alerts`` or ``idle_timeout_s``; return how many."""
+    """Print alerts until Ctrl-C, ``max_alerts``, ``idle_timeout_s`` or ``stop_when()``;
+    return how many. ``on_alert`` also gets each shown alert's decoded document."""
     console = console or Console(highlight=False)
     err = Console(stderr=True, highlight=False)
     ensure_reachable(settings)
@@ -122,6 +126,8 @@ def tail_alerts(
     last_seen = time.monotonic()
     try:
         while max_alerts is None or shown < max_alerts:
+            if stop_when is not None and stop_when():
+                break
             batch = consumer.poll(timeout_ms=500)
             if not batch:
                 if idle_timeout_s is not None and time.monotonic() - last_seen > idle_timeout_s:
@@ -138,6 +144,8 @@ def tail_alerts(
                     continue
                 if not flt.accepts(view):
                     continue
+                if on_alert is not None:
+                    on_alert(doc)
                 if as_json:
                     sys.stdout.write(record.value.decode() + "\n")
                     sys.stdout.flush()
