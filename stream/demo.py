@@ -95,6 +95,38 @@ def _wait_ready(settings: Settings, worker: subprocess.Popen, timeout_s: float =
     )
 
 
+def _prepare_data(actors: int, say) -> tuple[Path, Path]:
+    """The simulated history and live traffic, and a model trained on the history (each
+    made once and reused while it still loads)."""
+    history, live = DEMO_DIR / f"history-{actors}.jsonl", DEMO_DIR / f"live-{actors}.jsonl"
+    cli = [sys.executable, "-m", "insiderwatch"]
+    if not history.exists() or not live.exists():
+        say(f"simulating {actors} employees: 21 days of history and 7 days of live traffic")
+        for path, days in ((history, ["--to-day", "21"]), (live, ["--from-day", "21"])):
+            subprocess.run(
+                [*cli, "simulate", "--actors", str(actors), "--out", str(path), *days], check=True
+            )
+    from insiderwatch.models.artifact import loads_cleanly
+
+    if not loads_cleanly(DEMO_DIR / "model"):
+        say("training the isolation forest on the history")
+        subprocess.run(
+            [*cli, "train", "--events", str(history), "--model-dir", str(DEMO_DIR / "model")],
+            check=True,
+        )
+
+    return history, live
+
+
+def _stop(worker: subprocess.Popen) -> None:
+    if worker.poll() is None:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+
+
 def run_demo(settings: Settings, actors: int = 150, rate: float = 2000.0) -> int:
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
     say = lambda text: print(f"demo: {text}", flush=True)  # noqa: E731
@@ -114,27 +146,15 @@ def run_demo(settings: Settings, actors: int = 150, rate: float = 2000.0) -> int
         f"topics {settings.topic_events}, {settings.topic_alerts}, {settings.topic_dlq} are empty and ready"
     )
 
-    history, live = DEMO_DIR / f"history-{actors}.jsonl", DEMO_DIR / f"live-{actors}.jsonl"
-    cli = [sys.executable, "-m", "insiderwatch"]
-    if not history.exists() or not live.exists():
-        say(f"simulating {actors} employees: 21 days of history and 7 days of live traffic")
-        for path, days in ((history, ["--to-day", "21"]), (live, ["--from-day", "21"])):
-            subprocess.run(
-                [*cli, "simulate", "--actors", str(actors), "--out", str(path), *days], check=True
-            )
-    from insiderwatch.models.artifact import loads_cleanly
-
-    if not loads_cleanly(DEMO_DIR / "model"):
-        say("training the isolation forest on the history")
-        subprocess.run(
-            [*cli, "train", "--events", str(history), "--model-dir", str(DEMO_DIR / "model")],
-            check=True,
-        )
-
+    history, live = _prepare_data(actors, say)
     env = {**os.environ, **settings.as_env()}
     log = open(DEMO_DIR / "worker.log", "wb")  # noqa: SIM115
     worker = subprocess.Popen(
-        [*cli, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        [sys.executable, "-m", "insiderwatch", "worker"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     stop, live_done = threading.Event(), threading.Event()
     alerts: list[dict] = []
@@ -175,12 +195,7 @@ def run_demo(settings: Settings, actors: int = 150, rate: float = 2000.0) -> int
         pass
     finally:
         stop.set()
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
+        _stop(worker)
         log.close()
         if started_broker:
             say(f"kafka {broker.stop()}")

@@ -72,21 +72,8 @@ def alert_view(doc: dict) -> dict:
     }
 
 
-def tail_alerts(
-    settings: Settings,
-    start: str,
-    flt: TailFilter,
-    as_json: bool,
-    max_alerts: int | None,
-    idle_timeout_s: float | None,
-    console: Console | None = None,
-    on_alert: Callable[[dict], None] | None = None,
-    stop_when: Callable[[], bool] | None = None,
-) -> int:
-    """Print alerts until Ctrl-C, ``max_alerts``, ``idle_timeout_s`` or ``stop_when()``;
-    return how many. ``on_alert`` also gets each shown alert's decoded document."""
-    console = console or Console(highlight=False)
-    err = Console(stderr=True, highlight=False)
+def _alerts_consumer(settings: Settings, start: str) -> KafkaConsumer:
+    """A consumer assigned every partition of the alerts topic, positioned at ``start``."""
     ensure_reachable(settings)
     try:
         consumer = KafkaConsumer(
@@ -121,6 +108,26 @@ def tail_alerts(
                 consumer.seek(tp, found[tp].offset)
             else:
                 consumer.seek_to_end(tp)
+    return consumer
+
+
+def tail_alerts(
+    settings: Settings,
+    start: str,
+    flt: TailFilter,
+    as_json: bool,
+    max_alerts: int | None,
+    idle_timeout_s: float | None,
+    console: Console | None = None,
+    on_alert: Callable[[dict], None] | None = None,
+    stop_when: Callable[[], bool] | None = None,
+) -> int:
+    """Print alerts until Ctrl-C, ``max_alerts``, ``idle_timeout_s`` or ``stop_when()``;
+    return how many. ``on_alert`` also gets each shown alert's decoded document."""
+    console = console or Console(highlight=False)
+    err = Console(stderr=True, highlight=False)
+    consumer = _alerts_consumer(settings, start)
+    topic = settings.topic_alerts
     err.print(f"[dim]reading {topic} on {settings.broker} from {start} (Ctrl-C to stop)[/dim]")
     shown = 0
     last_seen = time.monotonic()

@@ -216,17 +216,20 @@ def _train(history, model_dir, config, advance) -> None:
     )
 
 
+def _incidents_of(scored: list[AccessEvent], alerts: list[dict]):
+    """``(alert id -> positions in scored, event times, scored actor-days)``."""
+    position = {e.event_id: k for k, e in enumerate(scored)}
+    incidents: dict[str, list[int]] = defaultdict(list)
+    for alert in alerts:
+        incidents[alert["alert_id"]] += [position[x] for x in alert["event_ids"] if x in position]
+    ts = np.array([e.ts for e in scored])
+    return incidents, ts, len({(e.actor_id, int(e.ts // 86400)) for e in scored})
+
+
 def _finish(
     config, out_dir, events, history, scored, labels, scenarios, instances, model, scores, alerts
 ) -> str:
-    position = {e.event_id: k for k, e in enumerate(scored)}
-    incidents_ours: dict[str, list[int]] = defaultdict(list)
-    for alert in alerts:
-        incidents_ours[alert["alert_id"]] += [
-            position[x] for x in alert["event_ids"] if x in position
-        ]
-    ts = np.array([e.ts for e in scored])
-    actor_days = len({(e.actor_id, int(e.ts // 86400)) for e in scored})
+    incidents_ours, ts, actor_days = _incidents_of(scored, alerts)
     ours = _quality(
         "insiderwatch",
         scores,
@@ -383,12 +386,7 @@ def run_profiles(config: EvaluationConfig, profiles: int, progress=_no_progress)
 def _profile_row(
     p, seed, events, history, scored, labels, scenarios, instances, model, scores, alerts
 ):
-    position = {e.event_id: k for k, e in enumerate(scored)}
-    incidents: dict[str, list[int]] = defaultdict(list)
-    for alert in alerts:
-        incidents[alert["alert_id"]] += [position[x] for x in alert["event_ids"] if x in position]
-    ts = np.array([e.ts for e in scored])
-    actor_days = len({(e.actor_id, int(e.ts // 86400)) for e in scored})
+    incidents, ts, actor_days = _incidents_of(scored, alerts)
     quality = _quality(
         "insiderwatch",
         scores,
