@@ -51,6 +51,12 @@ from insiderwatch.models.features import (
 )
 from insiderwatch.models.forest import ForestArrays, _walk_depths, isolation_score
 from insiderwatch.models.peers import PROBABILITY_FLOOR, PeerBaseline
+from insiderwatch.models.risk import (
+    RISK_DAYS_KEPT,
+    RISK_TAU_DAY_S,
+    RISK_TAU_WEEK_S,
+    RiskLimits,
+)
 from insiderwatch.models.state import (
     DAILY_EWMA_ALPHA,
     DAY_S,
@@ -61,11 +67,13 @@ from insiderwatch.models.state import (
     MAX_IPS,
     MAX_PAIRS,
     MAX_PAIRS_24H,
+    MAX_SUBJECTS_24H,
     OTHER_PAIRS,
     REBASELINE_COOLDOWN_S,
     REBASELINE_DAYS,
     REBASELINE_EVENTS,
     RECENT_RESOURCES,
+    RISK_EVIDENCE,
     ROW_SCALARS,
     UNKNOWN_ROLE,
     ActorState,
@@ -87,6 +95,7 @@ __all__ = [
     "FLAG_RARE",
     "FLAG_POINT",
     "FLAG_SUSTAINED",
+    "FLAG_RISK",
 ]
 
 # --- actor state row -------------------------------------------------------------------------
@@ -100,6 +109,9 @@ EWMA_DAY_RECORDS, HIST_N, NO_TICKET_N = _AT["ewma_day_records"], _AT["hist_n"], 
 CUSUM, CUSUM_TS, REBASELINED_TS = _AT["cusum"], _AT["cusum_ts"], _AT["rebaselined_ts"]
 ROLE, N_IPS, N_DEVICES, N_FIELDS = _AT["role"], _AT["n_ips"], _AT["n_devices"], _AT["n_fields"]
 N_RECENT, N_PAIRS, N_PAIRS_24H = _AT["n_recent"], _AT["n_pairs"], _AT["n_pairs_24h"]
+N_SUBJECTS, N_EVIDENCE = _AT["n_subjects"], _AT["n_evidence"]
+RISK_DAY, RISK_WEEK, RISK_TS = _AT["risk_day"], _AT["risk_week"], _AT["risk_ts"]
+RISK_ALERT_TS, RISK_DAYS = _AT["risk_alert_ts"], _AT["risk_days"]
 WIN, HOURS, WEEKDAYS = _AT["win"], _AT["hours"], _AT["weekdays"]
 IPS, DEVICES, FIELDS, RECENT = (
     _AT["ips"],
@@ -107,12 +119,13 @@ IPS, DEVICES, FIELDS, RECENT = (
     _AT["fields_seen"],
     _AT["recent_resources"],
 )
-PAIRS, PAIRS_24H, WIDTH = _AT["pairs"], _AT["pairs_24h"], _AT["width"]
+PAIRS, PAIRS_24H, SUBJECTS = _AT["pairs"], _AT["pairs_24h"], _AT["subject_writes_24h"]
+EVIDENCE, WIDTH = _AT["risk_evidence"], _AT["width"]
 MAX_PAIR_ENTRIES = MAX_PAIRS + 1  # the folded OTHER_PAIRS entry included
 # numba caches compiled functions by this file's source only: a change of ROW_LAYOUT must
 # change this file too, or stale kernels would keep the old offsets. tests/test_compiled.py
 # fails until this literal equals models.state.row_layout_digest().
-ROW_LAYOUT_DIGEST = "c9f4c8ee6ba6e898"
+ROW_LAYOUT_DIGEST = "b286566ff05c1855"
 
 # --- event row -------------------------------------------------------------------------------
 (
@@ -130,8 +143,10 @@ ROW_LAYOUT_DIGEST = "c9f4c8ee6ba6e898"
     E_PAIR_RARITY,
     E_FIELDS_FROM,
     E_FIELDS_TO,
-) = range(14)
-E_WIDTH = 14
+    E_SUBJECT,
+    E_WRITE,
+) = range(16)
+E_WIDTH = 16
 NO_HASH = -1.0  # an absent IP or device (hashes are crc32 values, never negative)
 UNKNOWN_ROLE_CODE = 0  # models.state.UNKNOWN_ROLE's code in every batch
 
@@ -142,13 +157,18 @@ R_MEDIAN_DAY_EVENTS = 31
 R_MEDIAN_DAY_RECORDS = 32
 R_NO_TICKET_SHARE = 33
 R_P99_RECORDS = 34
-R_WIDTH = 35
+R_RISK_REFERENCE = 35  # the score above which an event adds to its actor's risk
+R_WIDTH = 36
 
 # --- per-event outcome flags -----------------------------------------------------------------
 FLAG_LATE = 1
 FLAG_RARE = 2
 FLAG_POINT = 4
 FLAG_SUSTAINED = 8
+FLAG_RISK = 16
+_KEPT_OUT = FLAG_POINT | FLAG_SUSTAINED  # flags that keep an event out of the baseline
+_RISK_DAYS_MASK = (1 << RISK_DAYS_KEPT) - 1
+_EVIDENCE_HORIZON_S = RISK_DAYS_KEPT * 86400
 
 _TAU_10M, _TAU_1H, _TAU_24H = 600.0, 3600.0, 86400.0
 _N_Q = 6  # quantities per window (models.state.N_QUANTITIES)
@@ -183,6 +203,8 @@ def _state_row(state: ActorState, role_code: int) -> list:
         len(state.recent_resources),
         len(state.pairs),
         len(state.pairs_24h),
+        len(state.subject_writes_24h),
+        len(state.risk_evidence),
     ]
     row.extend(state.win)
     row.extend(state.hours)
@@ -198,6 +220,13 @@ def _state_row(state: ActorState, role_code: int) -> list:
         3 * MAX_PAIRS_24H,
         "day pairs",
     )
+    _pad(
+        row,
+        [v for key, entry in state.subject_writes_24h.items() for v in (key, *entry)],
+        3 * MAX_SUBJECTS_24H,
+        "subjects",
+    )
+    _pad(row, [v for entry in state.risk_evidence for v in entry], 3 * RISK_EVIDENCE, "evidence")
     if len(row) != WIDTH:
         raise ValueError("actor state has malformed IP, device or pair entries")
     return row
@@ -223,8 +252,15 @@ class RoleTable:
 
     CACHE_LIMIT = 100_000
 
-    def __init__(self, peers: PeerBaseline) -> None:
+    def __init__(
+        self,
+        peers: PeerBaseline,
+        risk_references: Mapping[str, float] | None = None,
+        default_risk_reference: float = math.inf,
+    ) -> None:
         self.peers = peers
+        self.risk_references = dict(risk_references or {})
+        self.default_risk_reference = default_risk_reference
         self._rows: dict[str, list[float]] = {}
         self._pair_terms: dict[tuple[str, str], tuple[float, float]] = {}
         self._field_rarities: dict[tuple[str, tuple[str, ...]], list[float]] = {}
@@ -241,9 +277,15 @@ class RoleTable:
                 p.median_day_records,
                 p.no_ticket_share,
                 p.p99_records_per_event,
+                self.risk_reference(role),
             ]
             self._rows[role] = found
         return found
+
+    def risk_reference(self, role: str) -> float:
+        """The score above which an event of ``role`` adds to its actor's risk
+        (:mod:`models.risk`); infinite without a model (the training replay)."""
+        return self.risk_references.get(role, self.default_risk_reference)
 
     def matrix(self, role_names: Sequence[str]) -> np.ndarray:
         return np.array([self.row(name) for name in role_names], dtype=np.float64).reshape(
@@ -330,6 +372,8 @@ def pack_events(
                 *terms,  # E_P_ROLE_PAIR, E_PAIR_RARITY
                 start,
                 len(field_hashes),
+                event.subject_hash,  # NO_SUBJECT (-1) is NO_HASH
+                1.0 if event.is_write else 0.0,
             )
         )
     return (
@@ -376,23 +420,24 @@ def _roll_day(s, r, day):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _count_pair(s, r, pair, ts):  # pragma: no cover - compiled
-    n = int(s[r, N_PAIRS_24H])
-    i = _find(s, r, PAIRS_24H, n, 3, pair)
+def _count_keyed(s, r, start, count_at, cap, key, ts):  # pragma: no cover - compiled
+    """models.state._count_pair on the (key, decayed count, as of) list at ``start``."""
+    n = int(s[r, count_at])
+    i = _find(s, r, start, n, 3, key)
     if i < 0:
-        if n >= MAX_PAIRS_24H:
+        if n >= cap:
             oldest = 0  # the least recently counted, the first of equals (dict order)
             for k in range(1, n):
-                if s[r, PAIRS_24H + 3 * k + 2] < s[r, PAIRS_24H + 3 * oldest + 2]:
+                if s[r, start + 3 * k + 2] < s[r, start + 3 * oldest + 2]:
                     oldest = k
-            _delete(s, r, PAIRS_24H, n, 3, oldest)
+            _delete(s, r, start, n, 3, oldest)
             n -= 1
-        s[r, PAIRS_24H + 3 * n] = pair
-        s[r, PAIRS_24H + 3 * n + 1] = 1.0
-        s[r, PAIRS_24H + 3 * n + 2] = ts
-        s[r, N_PAIRS_24H] = n + 1
+        s[r, start + 3 * n] = key
+        s[r, start + 3 * n + 1] = 1.0
+        s[r, start + 3 * n + 2] = ts
+        s[r, count_at] = n + 1
         return
-    at = PAIRS_24H + 3 * i
+    at = start + 3 * i
     dt = ts - s[r, at + 2]
     if dt >= 0:
         s[r, at + 1] = s[r, at + 1] * math.exp(-dt / _TAU_24H) + 1.0
@@ -402,11 +447,12 @@ def _count_pair(s, r, pair, ts):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _pair_count_24h(s, r, pair):  # pragma: no cover - compiled
-    i = _find(s, r, PAIRS_24H, int(s[r, N_PAIRS_24H]), 3, pair)
+def _keyed_count(s, r, start, count_at, key):  # pragma: no cover - compiled
+    """models.state.pair_count_24h (and subject_writes_24h) on the list at ``start``."""
+    i = _find(s, r, start, int(s[r, count_at]), 3, key)
     if i < 0:
         return 0.0
-    value, as_of = s[r, PAIRS_24H + 3 * i + 1], s[r, PAIRS_24H + 3 * i + 2]
+    value, as_of = s[r, start + 3 * i + 1], s[r, start + 3 * i + 2]
     if as_of == s[r, WIN_TS]:
         return value
     return value * math.exp(-(s[r, WIN_TS] - as_of) / _TAU_24H)
@@ -432,7 +478,9 @@ def _advance_windows(s, r, e, j):  # pragma: no cover - compiled
         _delete(s, r, RECENT, n, 1, found)
         s[r, RECENT + n - 1] = resource
 
-    _count_pair(s, r, e[j, E_PAIR], ts)
+    _count_keyed(s, r, PAIRS_24H, N_PAIRS_24H, MAX_PAIRS_24H, e[j, E_PAIR], ts)
+    if e[j, E_WRITE] != 0.0 and e[j, E_SUBJECT] != NO_HASH:
+        _count_keyed(s, r, SUBJECTS, N_SUBJECTS, MAX_SUBJECTS_24H, e[j, E_SUBJECT], ts)
     records = e[j, E_RECORDS]
     new_resources = 1.0 if is_new_resource and s[r, N_SEEN] > 0 else 0.0
     no_ticket = 0.0 if e[j, E_TICKET] != 0.0 else 1.0
@@ -703,7 +751,7 @@ def _observe(s, r, e, j, field_hashes, field_rarities, roles, x, xi):  # pragma:
         s[r, w1h + 4],
         s[r, w1h + 5] + rare_now,
         s[r, w24 + 5] + rare_now,
-        _pair_count_24h(s, r, e[j, E_PAIR]),
+        _keyed_count(s, r, PAIRS_24H, N_PAIRS_24H, e[j, E_PAIR]),
         day_events_typ / _WORKING_HOURS_PER_DAY,
         day_records_typ / _WORKING_HOURS_PER_DAY,
         day_events_typ,
@@ -716,6 +764,7 @@ def _observe(s, r, e, j, field_hashes, field_rarities, roles, x, xi):  # pragma:
         surprise,
         1.0 if mature and not _is_known(s, r, IPS, N_IPS, e[j, E_IP]) else 0.0,
         1.0 if mature and not _is_known(s, r, DEVICES, N_DEVICES, e[j, E_DEVICE]) else 0.0,
+        _keyed_count(s, r, SUBJECTS, N_SUBJECTS, e[j, E_SUBJECT]) if e[j, E_WRITE] != 0.0 else 0.0,
     )
     for c in range(N_FEATURES):
         x[xi, c] = values[c]
@@ -781,6 +830,9 @@ class Limits(NamedTuple):
     alert_threshold: float
     cusum_reference: float
     cusum_limit: float
+    risk_day_limit: float  # models.risk.RiskLimits
+    risk_week_limit: float
+    risk_cooldown_s: float
 
 
 class KernelOutput(NamedTuple):
@@ -801,22 +853,96 @@ def _learn(s, e, j, field_hashes, flags):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _judge(s, e, j, value, alert_threshold, cusum_reference, cusum_limit):  # pragma: no cover
-    """Advance the actor's CUSUM by the event's score; FLAG_POINT, FLAG_SUSTAINED or 0."""
+def _judge(s, e, j, value, roles, limits):  # pragma: no cover - compiled
+    """Advance the actor's CUSUM by the event's score: FLAG_POINT or FLAG_SUSTAINED; an
+    unflagged event adds its excess to the actor's risk, with FLAG_RISK when that risk is due
+    an alert (models.risk.risk_due)."""
     r = int(e[j, E_SLOT])
     ts = e[j, E_TS]
     dt = ts - s[r, CUSUM_TS]
     previous = s[r, CUSUM]
     decayed = previous * math.exp(-dt / CUSUM_TAU_S) if dt > 0 else previous
-    cusum = decayed + value - cusum_reference
+    cusum = decayed + value - limits.cusum_reference
     s[r, CUSUM] = cusum if cusum > 0.0 else 0.0
     if ts > s[r, CUSUM_TS]:
         s[r, CUSUM_TS] = ts
-    if value >= alert_threshold:
-        return FLAG_POINT
-    if s[r, CUSUM] >= cusum_limit:
-        return FLAG_SUSTAINED
-    return 0
+    flag = 0
+    if value >= limits.alert_threshold:
+        flag = FLAG_POINT
+    elif s[r, CUSUM] >= limits.cusum_limit:
+        flag = FLAG_SUSTAINED
+    excess = value - roles[int(e[j, E_ROLE]), R_RISK_REFERENCE]
+    if flag == 0 and excess > 0.0:
+        _add_risk(s, r, ts, value, excess, e[j, E_PAIR])
+        if _risk_due(s, r, ts, limits):
+            flag |= FLAG_RISK
+    return flag
+
+
+@njit(cache=True, nogil=True)
+def _add_risk(s, r, ts, value, excess, pair):  # pragma: no cover - compiled
+    """models.risk.add_risk."""
+    dt = ts - s[r, RISK_TS]
+    day, last_day = int(ts // DAY_S), int(s[r, RISK_TS] // DAY_S)
+    if dt >= 0:
+        s[r, RISK_DAY] = s[r, RISK_DAY] * math.exp(-dt / RISK_TAU_DAY_S) + excess
+        s[r, RISK_WEEK] = s[r, RISK_WEEK] * math.exp(-dt / RISK_TAU_WEEK_S) + excess
+        shift = day - last_day
+        days = 0
+        if shift < RISK_DAYS_KEPT:
+            days = (int(s[r, RISK_DAYS]) << shift) & _RISK_DAYS_MASK
+        s[r, RISK_DAYS] = days | 1
+        s[r, RISK_TS] = ts
+    else:
+        s[r, RISK_DAY] += excess * math.exp(dt / RISK_TAU_DAY_S)
+        s[r, RISK_WEEK] += excess * math.exp(dt / RISK_TAU_WEEK_S)
+        back = last_day - day
+        if back < RISK_DAYS_KEPT:
+            s[r, RISK_DAYS] = int(s[r, RISK_DAYS]) | (1 << back)
+    _keep_evidence(s, r, int(ts), int(value * 1e6), pair)
+
+
+@njit(cache=True, nogil=True)
+def _keep_evidence(s, r, seconds, micro, pair):  # pragma: no cover - compiled
+    """models.risk._keep_evidence."""
+    n = int(s[r, N_EVIDENCE])
+    if n < RISK_EVIDENCE:
+        at = EVIDENCE + 3 * n
+        s[r, at], s[r, at + 1], s[r, at + 2] = seconds, micro, pair
+        s[r, N_EVIDENCE] = n + 1
+        return
+    cutoff = seconds - _EVIDENCE_HORIZON_S
+    weakest = 0
+    for k in range(1, n):
+        if _evidence_rank_less(s, r, k, weakest, cutoff):
+            weakest = k
+    at = EVIDENCE + 3 * weakest
+    if s[r, at] < cutoff or micro > s[r, at + 1]:
+        s[r, at], s[r, at + 1], s[r, at + 2] = seconds, micro, pair
+
+
+@njit(cache=True, nogil=True)
+def _evidence_rank_less(s, r, a, b, cutoff):  # pragma: no cover - compiled
+    """models.risk._evidence_rank(entry a) < _evidence_rank(entry b)."""
+    ta, tb = s[r, EVIDENCE + 3 * a], s[r, EVIDENCE + 3 * b]
+    stale_a, stale_b = ta < cutoff, tb < cutoff
+    if stale_a != stale_b:
+        return stale_a
+    if stale_a:
+        return ta < tb
+    return s[r, EVIDENCE + 3 * a + 1] < s[r, EVIDENCE + 3 * b + 1]
+
+
+@njit(cache=True, nogil=True)
+def _risk_due(s, r, ts, limits):  # pragma: no cover - compiled
+    """models.risk.risk_due."""
+    last = s[r, RISK_ALERT_TS]
+    if last > 0.0 and ts - last < limits.risk_cooldown_s:
+        return False
+    if s[r, RISK_DAY] >= limits.risk_day_limit or s[r, RISK_WEEK] >= limits.risk_week_limit:
+        s[r, RISK_ALERT_TS] = ts
+        return True
+    return False
 
 
 @njit(cache=True, nogil=True)
@@ -828,7 +954,8 @@ def run_waves(batch, first_wave, detect, forest, limits, out):  # pragma: no cov
     passes by field). ``detect`` False is the training replay: no scores, every event feeds
     the baseline. With ``detect`` the forest scores each wave; an event at or above the alert
     threshold (FLAG_POINT) or whose CUSUM reaches its limit (FLAG_SUSTAINED) is flagged and
-    kept out of the baseline, and the function returns after that wave.
+    kept out of the baseline; one that makes its actor's risk due an alert gets FLAG_RISK
+    (and still feeds the baseline); the function returns after a wave with any of them.
     """
     s, e, order, starts = batch.states, batch.events, batch.order, batch.starts
     field_hashes, field_rarities, roles = batch.field_hashes, batch.field_rarities, batch.roles
@@ -868,13 +995,11 @@ def run_waves(batch, first_wave, detect, forest, limits, out):  # pragma: no cov
             j = order[a + q]
             value = isolation_score(depths[q], limits.denominator)
             scores[j] = value
-            flag = _judge(
-                s, e, j, value, limits.alert_threshold, limits.cusum_reference, limits.cusum_limit
-            )
+            flag = _judge(s, e, j, value, roles, limits)
             if flag:
                 flags[j] |= flag
                 any_flagged = True
-            else:
+            if not flag & _KEPT_OUT:
                 _learn(s, e, j, field_hashes, flags)
         if any_flagged:
             return w + 1
@@ -976,8 +1101,11 @@ class PackedBatch:
         recent = ints[:, RECENT:PAIRS].tolist()
         pair_keys = ints[:, PAIRS:PAIRS_24H:2].tolist()
         pair_counts = ints[:, PAIRS + 1 : PAIRS_24H : 2].tolist()
-        day_keys = ints[:, PAIRS_24H:WIDTH:3].tolist()
-        day_values = s[:, PAIRS_24H:WIDTH].reshape(n, MAX_PAIRS_24H, 3)[:, :, 1:].tolist()
+        day_keys = ints[:, PAIRS_24H:SUBJECTS:3].tolist()
+        day_values = s[:, PAIRS_24H:SUBJECTS].reshape(n, MAX_PAIRS_24H, 3)[:, :, 1:].tolist()
+        subject_keys = ints[:, SUBJECTS:EVIDENCE:3].tolist()
+        subject_values = s[:, SUBJECTS:EVIDENCE].reshape(n, MAX_SUBJECTS_24H, 3)[:, :, 1:].tolist()
+        evidence = ints[:, EVIDENCE:WIDTH].reshape(n, RISK_EVIDENCE, 3).tolist()
         role_names = self.role_names
         for i, state in enumerate(actors):
             f, k = scalars[i], int_scalars[i]
@@ -995,6 +1123,11 @@ class PackedBatch:
             state.pairs = dict(zip(pair_keys[i][:n_pairs], pair_counts[i][:n_pairs], strict=True))
             n_pairs = k[N_PAIRS_24H]
             state.pairs_24h = dict(zip(day_keys[i][:n_pairs], day_values[i][:n_pairs], strict=True))
+            n_subjects = k[N_SUBJECTS]
+            state.subject_writes_24h = dict(
+                zip(subject_keys[i][:n_subjects], subject_values[i][:n_subjects], strict=True)
+            )
+            state.risk_evidence = evidence[i][: k[N_EVIDENCE]]
 
 
 @dataclass(frozen=True)
@@ -1007,12 +1140,25 @@ class Detection:
 
     @classmethod
     def of(
-        cls, forest: ForestArrays, threshold: float, cusum_reference: float, cusum_limit: float
+        cls,
+        forest: ForestArrays,
+        threshold: float,
+        cusum_reference: float,
+        cusum_limit: float,
+        risk: RiskLimits,
     ) -> Detection:
         child, feature, threshold32, tree_depth = forest.layout
         return cls(
             ForestLayout(child, feature, threshold32, tree_depth, forest.node_value, forest.roots),
-            Limits(float(forest.denominator), threshold, cusum_reference, cusum_limit),
+            Limits(
+                float(forest.denominator),
+                threshold,
+                cusum_reference,
+                cusum_limit,
+                risk.day_limit,
+                risk.week_limit,
+                risk.cooldown_s,
+            ),
         )
 
 
@@ -1024,7 +1170,7 @@ _NO_FOREST = ForestLayout(
     np.zeros(1, np.float64),
     np.zeros(0, np.int32),
 )
-_NO_LIMITS = Limits(1.0, 1.0, 1.0, 1.0)
+_NO_LIMITS = Limits(1.0, 1.0, 1.0, 1.0, math.inf, math.inf, 0.0)
 
 
 def featurize(

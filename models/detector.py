@@ -28,6 +28,7 @@ from insiderwatch.models.artifact import Model
 from insiderwatch.models.compiled import (
     FLAG_LATE,
     FLAG_POINT,
+    FLAG_RISK,
     FLAG_SUSTAINED,
     Detection,
     PackedBatch,
@@ -50,6 +51,13 @@ from insiderwatch.models.incidents import (
     step_incident,
 )
 from insiderwatch.models.peers import PeerBaseline
+from insiderwatch.models.risk import RiskLimits, add_risk, risk_due
+from insiderwatch.models.risk_alert import (
+    evidence_timeline,
+    risk_alert_id,
+    risk_fields,
+    risk_summary,
+)
 from insiderwatch.models.state import (
     ActorState,
     absorb_into_baseline,
@@ -64,6 +72,7 @@ __all__ = ["Scored", "BatchOutcome", "Detector", "observe", "rfc3339", "ALERT_SC
 
 ALERT_SCHEMA = "insiderwatch.alert/v1"
 _FLAGGED = FLAG_POINT | FLAG_SUSTAINED
+_HANDED_BACK = _FLAGGED | FLAG_RISK  # the events the kernel hands back to be settled here
 # Batches with at least this many events per actor run compiled (see Detector.process).
 COMPILED_MIN_EVENTS_PER_ACTOR = 2.0
 WARMUP_ACTIVE_DAYS = 3
@@ -227,7 +236,10 @@ class Detector:
         self._cusum_reference = manifest.sustained.reference
         self._cusum_limit = manifest.sustained.limit
         self._pseudonymize_key = pseudonymize_key
-        self._roles = RoleTable(model.peers)
+        risk = manifest.risk
+        self._risk_limits = RiskLimits(risk.day_limit, risk.week_limit, risk.cooldown_s)
+        self._roles = RoleTable(model.peers, risk.references, risk.default_reference)
+        self._pair_names = model.peers.pair_names()
 
     def warm_up(self) -> None:
         """Run the compiled scorer, attribution and detection kernel once, so the first real
@@ -299,30 +311,33 @@ class Detector:
         x = np.empty((n, len(model.feature_names)), dtype=np.float64)
         scores = np.empty(n, dtype=np.float64)
         flags = np.zeros(n, dtype=np.int64)
-        detection = Detection.of(forest, self.threshold, self._cusum_reference, self._cusum_limit)
+        detection = Detection.of(
+            forest, self.threshold, self._cusum_reference, self._cusum_limit, self._risk_limits
+        )
         alerts: list[dict] = []
         wave = 0
         while wave < batch.n_waves:
             wave = batch.run(wave, x, scores, flags, detection)
             in_wave = batch.wave(wave - 1)
-            flagged = in_wave[(flags[in_wave] & _FLAGGED) != 0].tolist()
+            flagged = in_wave[(flags[in_wave] & _HANDED_BACK) != 0].tolist()
             if not flagged:
                 continue
             batch.unpack([batch.slots[events[j].actor_id] for j in flagged])
             attributions = path_attribution(forest, x[flagged])
             for j, attribution in zip(flagged, attributions, strict=True):
-                alert = self._settle_flagged(
+                flag = int(flags[j])
+                trigger = "point" if flag & FLAG_POINT else "sustained"
+                alerts += self._settle(
                     events[j],
                     batch.actors[batch.slots[events[j].actor_id]],
                     float(scores[j]),
-                    bool(flags[j] & FLAG_LATE),
-                    "point" if flags[j] & FLAG_POINT else "sustained",
+                    bool(flag & FLAG_LATE),
+                    trigger if flag & _FLAGGED else None,
+                    bool(flag & FLAG_RISK),
                     attribution,
                     x[j],
                     detected_at,
                 )
-                if alert is not None:
-                    alerts.append(alert)
         batch.unpack()
         return BatchOutcome(
             list(events),  # a copy: callers reuse their buffers
@@ -357,47 +372,92 @@ class Detector:
             # Unflagged events (nearly all) are settled in this pass; flagged ones need the
             # wave's attributions first. Each actor is in a wave once, so the order in which
             # different actors are settled does not change any result.
-            flagged: list[tuple[int, str]] = []
+            flagged: list[tuple[int, str | None, bool]] = []
             for position, index in enumerate(wave):
                 event = events[index]
                 state, is_late, is_rare = wave_states[position]
                 value = wave_scores[position]
-                state.cusum = cusum_step(
-                    state.cusum, state.cusum_ts, event.ts, value, self._cusum_reference
-                )
-                if event.ts > state.cusum_ts:
-                    state.cusum_ts = event.ts
-                if value >= self.threshold:
-                    flagged.append((position, "point"))
-                elif state.cusum >= self._cusum_limit:
-                    flagged.append((position, "sustained"))
-                else:
+                trigger = self._judge(event, state, value)
+                risky = trigger is None and self._raise_risk(event, state, value)
+                if trigger is None:
                     scores[index], late[index] = value, is_late
                     absorb_into_baseline(state, event)
                     if is_rare and not is_late:
                         count_rare_access(state, event)
+                if trigger is not None or risky:
+                    flagged.append((position, trigger, risky))
             if not flagged:
                 continue
-            attributions = path_attribution(model.forest, matrix[[p for p, _ in flagged]])
-            for (position, trigger), attribution in zip(flagged, attributions, strict=True):
+            attributions = path_attribution(model.forest, matrix[[f[0] for f in flagged]])
+            for (position, trigger, risky), attribution in zip(flagged, attributions, strict=True):
                 index = wave[position]
-                event = events[index]
                 state, is_late, _ = wave_states[position]
                 value = wave_scores[position]
-                scores[index], flagged_at[index], late[index] = value, True, is_late
-                alert = self._settle_flagged(
-                    event,
+                if trigger is not None:
+                    scores[index], flagged_at[index], late[index] = value, True, is_late
+                alerts += self._settle(
+                    events[index],
                     state,
                     value,
                     is_late,
                     trigger,
+                    risky,
                     attribution,
                     matrix[position],
                     detected_at,
                 )
-                if alert is not None:
-                    alerts.append(alert)
         return BatchOutcome(list(events), scores, flagged_at, late, alerts)
+
+    def _judge(self, event: AccessEvent, state: ActorState, value: float) -> str | None:
+        """Advance the actor's CUSUM by the event's score; ``"point"``, ``"sustained"`` or
+        None (the event is not flagged)."""
+        state.cusum = cusum_step(
+            state.cusum, state.cusum_ts, event.ts, value, self._cusum_reference
+        )
+        if event.ts > state.cusum_ts:
+            state.cusum_ts = event.ts
+        if value >= self.threshold:
+            return "point"
+        if state.cusum >= self._cusum_limit:
+            return "sustained"
+        return None
+
+    def _raise_risk(self, event: AccessEvent, state: ActorState, value: float) -> bool:
+        """Add an unflagged event's excess over its role's reference to the actor's risk (a
+        flagged event is reported by its own alert); whether the risk is now due an
+        entity-risk alert (:mod:`models.risk`)."""
+        excess = value - self._roles.risk_reference(event.actor_role)
+        if excess <= 0.0:
+            return False
+        add_risk(state, event.ts, value, excess, event.pair_hash)
+        return risk_due(state, event.ts, self._risk_limits)
+
+    def _settle(
+        self,
+        event: AccessEvent,
+        state: ActorState,
+        value: float,
+        is_late: bool,
+        trigger: str | None,
+        risky: bool,
+        attribution: np.ndarray,
+        features: np.ndarray,
+        detected_at: str,
+    ) -> list[dict]:
+        """The alerts a handed-back event raises: its incident's (when flagged), then its
+        actor's entity-risk alert (when the risk is due one)."""
+        alerts = []
+        if trigger is not None:
+            alert = self._settle_flagged(
+                event, state, value, is_late, trigger, attribution, features, detected_at
+            )
+            if alert is not None:
+                alerts.append(alert)
+        if risky:
+            alerts.append(
+                self._risk_alert(event, state, value, is_late, attribution, features, detected_at)
+            )
+        return alerts
 
     def _settle_flagged(
         self,
@@ -447,6 +507,7 @@ class Detector:
         confidence = min(1.0, state.hist_n / (4.0 * MATURE_EVENTS))
         return {
             "schema": ALERT_SCHEMA,
+            "kind": "event",
             "alert_id": step.alert_id,
             "status": step.status,
             "event_id": event.event_id,
@@ -471,15 +532,79 @@ class Detector:
             "sustained_evidence": round(state.cusum, 4),
             "reasons": [reason.as_dict() for reason in reasons],
             "summary": summarise(event, reasons, warming_up, trigger == "sustained"),
-            "event": {
-                "action": event.action,
-                "resource_type": event.resource_type,
-                "resource_id": self._pseudonym(event.resource_id),
-                "record_count": event.record_count,
-                "fields": list(event.fields),
-                "ticket_id": event.ticket_id,
-                "source_ip": self._pseudonym(event.source_ip),
-                "device_id": event.device_id,
-                "outcome": event.outcome,
-            },
+            "event": self._event_fields(event),
+        }
+
+    def _event_fields(self, event: AccessEvent) -> dict:
+        """The alert's copy of the triggering access (ids pseudonymised when configured)."""
+        return {
+            "action": event.action,
+            "resource_type": event.resource_type,
+            "resource_id": self._pseudonym(event.resource_id),
+            "subject_id": self._pseudonym(event.subject_id),
+            "record_count": event.record_count,
+            "fields": list(event.fields),
+            "ticket_id": event.ticket_id,
+            "source_ip": self._pseudonym(event.source_ip),
+            "device_id": event.device_id,
+            "outcome": event.outcome,
+        }
+
+    def _risk_alert(
+        self,
+        event: AccessEvent,
+        state: ActorState,
+        value: float,
+        is_late: bool,
+        attribution: np.ndarray,
+        features: np.ndarray,
+        detected_at: str,
+    ) -> dict:
+        """The entity-risk alert (:mod:`models.risk_alert`) raised at ``event``."""
+        model = self.model
+        risk = model.manifest.risk
+        typical = model.manifest.feature_p95
+        reasons = explain(
+            event,
+            state,
+            model.peers.profile(event.actor_role),
+            attribution,
+            model.attribution_baseline,
+            features,
+            None if typical is None else np.asarray(typical),
+        )
+        evidence = evidence_timeline(state, self._pair_names, rfc3339)
+        scored = risk_fields(state, risk)
+        first = evidence[0]["timestamp"] if evidence else rfc3339(event.ts)
+        leading = reasons[0].text if reasons else None
+        return {
+            "schema": ALERT_SCHEMA,
+            "kind": "entity_risk",
+            "alert_id": risk_alert_id(event.actor_id, event.event_id),
+            "status": "new",
+            "event_id": event.event_id,
+            "event_ids": [event.event_id],
+            "actor_id": event.actor_id,
+            "actor_role": event.actor_role,
+            "actor_team": event.actor_team,
+            "timestamp": rfc3339(event.ts),
+            "first_seen": min(first, rfc3339(event.ts)),
+            "last_seen": rfc3339(event.ts),
+            "detected_at": detected_at,
+            "score": scored["score"],
+            "threshold": 0.5,
+            "severity": scored["severity"],
+            "model_version": model.version,
+            "event_count": len(evidence),
+            "max_score": max([item["score"] for item in evidence], default=round(value, 6)),
+            "warming_up": state.active_days < WARMUP_ACTIVE_DAYS,
+            "confidence": round(min(1.0, state.hist_n / (4.0 * MATURE_EVENTS)), 3),
+            "late": is_late,
+            "trigger": "entity_risk",
+            "sustained_evidence": round(state.cusum, 4),
+            "risk": scored["risk"],
+            "evidence": evidence,
+            "reasons": [reason.as_dict() for reason in reasons],
+            "summary": risk_summary(event.actor_id, state, risk, evidence, leading),
+            "event": self._event_fields(event),
         }

@@ -30,6 +30,8 @@ __all__ = [
     "parse_event",
     "parse_timestamp",
     "stable_hash",
+    "NO_SUBJECT",
+    "WRITE_ACTIONS",
 ]
 
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -37,6 +39,16 @@ MAX_ID_CHARS = 256
 MAX_FIELDS = 64
 MAX_FIELD_CHARS = 64
 MAX_RECORD_COUNT = 1_000_000_000
+# Actions that change a record (lower case): the targeting features count them per subject.
+# Other verbs, known or new, are reads.
+WRITE_ACTIONS = frozenset(
+    {
+        "update", "delete", "create", "insert", "modify", "edit", "write", "remove",
+        "restore", "reinstate", "approve", "reject", "ban", "unban", "suspend", "refund",
+        "grant", "revoke",
+    }
+)  # fmt: skip
+NO_SUBJECT = -1  # subject hash of an event with neither subject_id nor resource_id
 # Structure limits, checked before any decoder sees the bytes: a decoder that recurses would
 # otherwise fail on deep nesting (msgspec raises RecursionError at a depth that depends on
 # the caller's stack; orjson refuses beyond 1,024), and the reason must be the input's, not a
@@ -58,6 +70,7 @@ _OPTIONAL_STRINGS = (
     "actor_role",
     "actor_team",
     "resource_id",
+    "subject_id",
     "source_ip",
     "device_id",
     "outcome",
@@ -104,7 +117,9 @@ class AccessEvent(msgspec.Struct, gc=False):
     object and copying, on the hot path of every event. Build one in Python with keywords;
     ``timestamp`` must be RFC 3339 (``ts`` is always parsed from it).
 
-    ``pair``, ``pair_hash``, ``field_hashes``, ``ip_hash`` and ``device_hash`` are derived
+    ``pair``, ``pair_hash``, ``field_hashes``, ``ip_hash``, ``device_hash``,
+    ``subject_hash`` (of ``subject_id``, else ``resource_id``; :data:`NO_SUBJECT` without
+    either) and ``is_write`` (``action`` in :data:`WRITE_ACTIONS`) are derived
     once here, because the state, the features and the baseline all look them up for every
     event (the state keys pairs by ``pair_hash``, so its size does not grow with the length
     of action and resource type names). Treat an event as read-only. Not tracked by the
@@ -124,6 +139,7 @@ class AccessEvent(msgspec.Struct, gc=False):
     actor_role: _OptionalText = "unknown"
     actor_team: _OptionalText = None
     resource_id: _OptionalText = None
+    subject_id: _OptionalText = None
     record_count: _RecordCount = 1
     fields: _Fields = ()
     ticket_id: _OptionalText = None
@@ -136,6 +152,8 @@ class AccessEvent(msgspec.Struct, gc=False):
     field_hashes: tuple[int, ...] = _derived("field_hashes", ())  # type: ignore[assignment]
     ip_hash: int | None = _derived("ip_hash", None)  # type: ignore[assignment]
     device_hash: int | None = _derived("device_hash", None)  # type: ignore[assignment]
+    subject_hash: int = _derived("subject_hash", NO_SUBJECT)  # type: ignore[assignment]
+    is_write: bool = _derived("is_write", False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         # The contract's defaults for absent, null or empty values.
@@ -159,6 +177,9 @@ class AccessEvent(msgspec.Struct, gc=False):
         ip, device = self.source_ip, self.device_id
         self.ip_hash = None if ip is None else zlib.crc32(ip.encode())
         self.device_hash = None if device is None else zlib.crc32(device.encode())
+        subject = self.subject_id or self.resource_id
+        self.subject_hash = NO_SUBJECT if not subject else zlib.crc32(subject.encode())
+        self.is_write = self.action.lower() in WRITE_ACTIONS
 
 
 @dataclass(slots=True, frozen=True)
@@ -438,6 +459,7 @@ def _validated_event(doc: dict) -> AccessEvent | InvalidEvent:
         actor_role=doc.get("actor_role") or "unknown",
         actor_team=doc.get("actor_team"),
         resource_id=doc.get("resource_id"),
+        subject_id=doc.get("subject_id"),
         record_count=record_count,
         fields=fields_tuple,
         ticket_id=ticket or None,

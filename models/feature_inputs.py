@@ -30,6 +30,7 @@ from insiderwatch.models.state import (
     ActorState,
     is_known,
     pair_count_24h,
+    subject_writes_24h,
 )
 
 __all__ = [
@@ -83,6 +84,8 @@ FEATURE_INPUTS: dict[str, str] = {
     "surprise": "-ln p of the whole access for the actor (access_surprise)",
     "new_ip": "1 if an established actor's IP was never seen, else 0",
     "new_device": "1 if an established actor's device was never seen, else 0",
+    "subject_writes_24h": "the actor's writes on this access's subject in the last ~24 h "
+    "(decayed), this one included; 0 for a read",
 }
 
 
@@ -276,4 +279,5 @@ def feature_inputs(
         surprise,
         1.0 if mature and not is_known(state.ips, event.ip_hash) else 0.0,
         1.0 if mature and not is_known(state.devices, event.device_hash) else 0.0,
+        subject_writes_24h(state, event),
     )

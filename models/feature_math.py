@@ -8,7 +8,7 @@ from math import log
 
 from numba import njit
 
-N_FEATURES = 15
+N_FEATURES = 17
 
 
 def feature_values(
@@ -36,6 +36,7 @@ def feature_values(
     surprise,
     new_ip,
     new_device,
+    subject_writes_24h,
 ):
     # records_vs_role
     v0 = log((1.0 + record_count) / (1.0 + p99_records))
@@ -67,6 +68,10 @@ def feature_values(
     v13 = log(1.0 + denied_1h)
     # pair_share_24h_vs_actor
     v14 = log((1.0 + pair_count_24h) / (1.0 + events_24h * p_pair))
+    # pair_24h_vs_actor
+    v15 = log((1.0 + pair_count_24h) / (1.0 + day_events_typ * p_pair))
+    # subject_writes_24h
+    v16 = log(1.0 + subject_writes_24h)
     return (
         v0 if v0 > 0.0 else 0.0,
         v1 if v1 > 0.0 else 0.0,
@@ -83,6 +88,8 @@ def feature_values(
         v12,
         v13,
         v14 if v14 > 0.0 else 0.0,
+        v15 if v15 > 0.0 else 0.0,
+        v16,
     )
 
 

@@ -34,6 +34,7 @@ from insiderwatch.models.state import (
     W_RECORDS,
     ActorState,
     pair_count_24h,
+    subject_writes_24h,
 )
 
 __all__ = ["Describer", "Phrase", "describe_with"]
@@ -201,6 +202,25 @@ def describe_pair_share_24h(
         f"actor: {usual_share:.0%} of its accesses)"
     )
     return value, day_events * usual_share, text
+
+
+def describe_pair_24h(
+    event: AccessEvent, state: ActorState, role: RoleProfile, u: _Usual
+) -> Phrase:
+    value = pair_count_24h(state, event.pair_hash)
+    usual = u.day * actor_pair_probability(event, state, role)
+    text = f"{value:,.0f} {u.what} in ~24 h (usual for this actor: {usual:,.1f} a day)"
+    return value, usual, text
+
+
+def describe_subject_writes_24h(
+    event: AccessEvent, state: ActorState, role: RoleProfile, u: _Usual
+) -> Phrase:
+    value = subject_writes_24h(state, event)
+    # The subject itself is in the alert's event (pseudonymised there when configured).
+    whose = "subject (outside party)" if event.subject_id else "record"
+    text = f"{value:,.0f} writes ({event.action}) in ~24 h on the same {whose}"
+    return value, 1.0, text
 
 
 def describe_access_role_rarity(

@@ -76,7 +76,7 @@ __all__ = [
 
 # Bump when a feature's definition or the peer-baseline layout changes: a model trained on
 # other features is refused with one sentence instead of failing to load.
-FEATURE_VERSION = 5
+FEATURE_VERSION = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +224,23 @@ FEATURES: tuple[Feature, ...] = (
         "share of a day's accesses",
         formula="clip(log((1.0 + pair_count_24h) / (1.0 + events_24h * p_pair)))",
         describe=phrases.describe_pair_share_24h,
+    ),
+    Feature(
+        "pair_24h_vs_actor",
+        "ln ratio >= 0",
+        "accesses of this kind (action, resource type) in the last day above the actor's usual "
+        "daily count of them",
+        formula="clip(log((1.0 + pair_count_24h) / (1.0 + day_events_typ * p_pair)))",
+        describe=phrases.describe_pair_24h,
+    ),
+    Feature(
+        "subject_writes_24h",
+        "ln(1+events)",
+        "writes (update, delete, ...) on this access's subject, the outside party the record "
+        "belongs to, in the last day: concentration on a few sellers or customers",
+        formula="log(1.0 + subject_writes_24h)",
+        describe=phrases.describe_subject_writes_24h,
+        window_count=True,
     ),
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)

@@ -28,9 +28,9 @@ SEVERITIES = ("low", "medium", "high", "critical")
 DEFAULT_ALERT_BUDGET = 1.0
 MAX_EVENT_IDS = 20
 # ... and at most this many bytes of ids in all (the first id is always kept), which bounds
-# the actor state whatever the id length: 10 UUIDs fit (the state also holds 256 bytes of
-# recent event ids, models.duplicates, within its 2 KiB).
-MAX_EVENT_ID_BYTES = 384
+# the actor state whatever the id length: 5 UUIDs fit (the state also holds 192 bytes of
+# recent event ids, models.duplicates, and the entity risk's evidence, within its 2 KiB).
+MAX_EVENT_ID_BYTES = 192
 # incident list layout inside ActorState.incident (compact for the state store):
 _ID, _FIRST_TS, _LAST_TS, _COUNT, _MAX_SCORE, _LEVEL, _EVENT_IDS = range(7)
 

@@ -8,12 +8,12 @@ the manifest through these attributes, never by key.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from insiderwatch.models.incidents import IncidentSettings
 
-__all__ = ["Manifest", "ManifestError", "Window", "Sustained", "ForestSettings"]
+__all__ = ["Manifest", "ManifestError", "Window", "Sustained", "Risk", "ForestSettings"]
 
 
 class ManifestError(ValueError):
@@ -35,6 +35,26 @@ class Sustained:
     reference: float
     limit: float
     tau_s: float
+
+
+@dataclass(frozen=True)
+class Risk:
+    """Entity risk (:mod:`insiderwatch.models.risk`): which scores add to an actor's risk
+    (above its role's reference), the limits that raise an alert, and how they were set."""
+
+    budget_per_1000_actor_days: float
+    reference_quantile: float
+    references: dict[str, float]  # role -> reference score
+    default_reference: float  # roles not in ``references``
+    day_limit: float
+    week_limit: float
+    cooldown_s: float
+    tau_day_s: float
+    tau_week_s: float
+    training_alerts: int  # entity-risk alerts the training replay raises at these limits
+
+    def with_references(self, references: dict[str, float]) -> Risk:
+        return replace(self, references=references)
 
 
 @dataclass(frozen=True)
@@ -72,6 +92,7 @@ class Manifest:
     training_incidents_at_threshold: int
     threshold: float
     sustained: Sustained
+    risk: Risk
     severity_thresholds: dict[str, float]  # medium / high / critical score cuts
     feature_medians: tuple[float, ...]
     feature_p95: tuple[float, ...]  # an alert's reasons are the features above these
@@ -112,9 +133,20 @@ class Manifest:
             Window, "calibration_window", values["calibration_window"]
         )
         values["sustained"] = _nested(Sustained, "sustained", values["sustained"])
+        values["risk"] = _risk(values["risk"])
         values["incident"] = _nested(IncidentSettings, "incident", values["incident"])
         values["forest"] = _nested(ForestSettings, "forest", values["forest"])
         return cls(**values)
+
+
+def _risk(value: Any) -> Risk:
+    """The ``risk`` object: numbers, and a role -> number ``references`` object."""
+    value = _object("risk", value)
+    references = {
+        str(k): _number("risk.references", v)
+        for k, v in _object("risk.references", _field(value, "references")).items()
+    }
+    return _nested(Risk, "risk", {**value, "references": {}}).with_references(references)
 
 
 def _field(doc: dict, name: str) -> Any:
@@ -191,6 +223,18 @@ _EXAMPLE: dict[str, Any] = {
     "training_incidents_at_threshold": 17,
     "threshold": 0.74,
     "sustained": {"reference": 0.6, "limit": 3.5, "tau_s": 86400.0},
+    "risk": {
+        "budget_per_1000_actor_days": 1.0,
+        "reference_quantile": 0.99,
+        "references": {"customer_support": 0.56},
+        "default_reference": 0.55,
+        "day_limit": 0.4,
+        "week_limit": 0.9,
+        "cooldown_s": 604800.0,
+        "tau_day_s": 86400.0,
+        "tau_week_s": 604800.0,
+        "training_alerts": 7,
+    },
     "severity_thresholds": {"medium": 0.76, "high": 0.78, "critical": 0.8},
     "feature_medians": [0.0],
     "feature_p95": [0.4],

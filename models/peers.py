@@ -7,6 +7,7 @@ need a cross-partition shuffle and would make replays non-reproducible).
 
 from __future__ import annotations
 
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -75,6 +76,15 @@ class PeerBaseline:
     def profile(self, role: str) -> RoleProfile:
         found = self.roles.get(role)
         return found if found is not None else self.roles[GLOBAL_ROLE]
+
+    def pair_names(self) -> dict[int, str]:
+        """Every (action, resource type) pair seen in training, by its hash
+        (:attr:`~insiderwatch.models.events.AccessEvent.pair_hash`)."""
+        return {
+            zlib.crc32(pair.encode()): pair
+            for profile in self.roles.values()
+            for pair in profile.pair_p
+        }
 
     def to_json(self) -> dict:
         return {role: asdict(profile) for role, profile in sorted(self.roles.items())}

@@ -39,7 +39,7 @@ from operator import attrgetter
 import msgspec
 import orjson
 
-from insiderwatch.models.events import AccessEvent, stable_hash
+from insiderwatch.models.events import NO_SUBJECT, AccessEvent, stable_hash
 
 __all__ = [
     "ActorState",
@@ -59,6 +59,7 @@ __all__ = [
     "rebaseline_for_new_role",
     "window_value",
     "pair_count_24h",
+    "subject_writes_24h",
     "state_to_bytes",
     "state_from_bytes",
     "stable_hash",
@@ -77,6 +78,11 @@ MAX_DEVICES = 4
 MAX_FIELDS_SEEN = 16
 MAX_PAIRS = 16
 MAX_PAIRS_24H = 8
+# Subjects (models.events: the outside party a record belongs to) whose writes are counted
+# over ~24 h; an insider working for outsiders writes again and again on the same few.
+MAX_SUBJECTS_24H = 4
+# Events kept as an entity-risk alert's evidence (models.risk): [time, score, pair hash].
+RISK_EVIDENCE = 3
 RECENT_RESOURCES = 24
 HISTOGRAM_HALVING_AT = 4096
 # After a change of role the actor's access habits weigh this many events (the role's prior
@@ -90,9 +96,10 @@ UNKNOWN_ROLE = "unknown"
 # Pairs beyond MAX_PAIRS are counted together under this key (pair hashes are crc32 values,
 # never negative).
 OTHER_PAIRS = -1
-# Format 6: MessagePack, pairs keyed by pair hash, recent event ids last. Format 5 (without
-# recent ids) and formats 3 and 4 (JSON, pairs keyed by name) still load.
-STATE_FORMAT = 6
+# Format 7: MessagePack, pairs keyed by pair hash, then recent event ids, the subjects'
+# write counts and the entity risk. Formats 5 and 6 (without the later fields, which start
+# empty) and formats 3 and 4 (JSON, pairs keyed by name) still load.
+STATE_FORMAT = 7
 MAX_STATE_BYTES = 2048
 _encode_msgpack = msgspec.msgpack.Encoder().encode
 _decode_msgpack = msgspec.msgpack.Decoder().decode
@@ -129,7 +136,16 @@ class ActorState:
     pairs: dict[int, int] = field(default_factory=dict)  # pair hash -> count
     pairs_24h: dict[int, list[float]] = field(default_factory=dict)  # pair hash -> [n, as of]
     rebaselined_ts: float = 0.0
-    recent_ids: bytes = b""  # fingerprints of the last 32 event ids (models.duplicates)
+    recent_ids: bytes = b""  # fingerprints of the last 24 event ids (models.duplicates)
+    # subject hash -> [decayed count of writes over ~24 h, as of]
+    subject_writes_24h: dict[int, list[float]] = field(default_factory=dict)
+    # entity risk (models.risk): decayed sums over ~24 h and ~7 d, as of risk_ts
+    risk_day: float = 0.0
+    risk_week: float = 0.0
+    risk_ts: float = 0.0
+    risk_alert_ts: float = 0.0  # event time of the actor's last entity-risk alert
+    risk_days: int = 0  # bit k: risk was added on the k-th day before risk_ts's day
+    risk_evidence: list[list[int]] = field(default_factory=list)  # [ts, score x 1e6, pair]
 
 
 # The compiled kernel's row (models.compiled): these scalar fields, a role code, the length of
@@ -153,6 +169,11 @@ ROW_SCALARS: tuple[str, ...] = (
     "cusum",
     "cusum_ts",
     "rebaselined_ts",
+    "risk_day",
+    "risk_week",
+    "risk_ts",
+    "risk_alert_ts",
+    "risk_days",
 )
 ROW_LAYOUT: tuple[tuple[str, int], ...] = (
     *((name, 1) for name in ROW_SCALARS),
@@ -163,6 +184,8 @@ ROW_LAYOUT: tuple[tuple[str, int], ...] = (
     ("n_recent", 1),
     ("n_pairs", 1),
     ("n_pairs_24h", 1),
+    ("n_subjects", 1),
+    ("n_evidence", 1),
     ("win", 3 * N_QUANTITIES),
     ("hours", 24),
     ("weekdays", 7),
@@ -172,6 +195,8 @@ ROW_LAYOUT: tuple[tuple[str, int], ...] = (
     ("recent_resources", RECENT_RESOURCES),
     ("pairs", 2 * (MAX_PAIRS + 1)),  # (pair hash, count), the folded OTHER_PAIRS entry too
     ("pairs_24h", 3 * MAX_PAIRS_24H),  # (pair hash, decayed count, as of)
+    ("subject_writes_24h", 3 * MAX_SUBJECTS_24H),  # (subject hash, decayed count, as of)
+    ("risk_evidence", 3 * RISK_EVIDENCE),  # (ts, score x 1e6, pair hash)
 )
 
 
@@ -180,7 +205,7 @@ def row_offsets(layout: tuple[tuple[str, int], ...] = ROW_LAYOUT) -> dict[str, i
 
     >>> at = row_offsets()
     >>> at["first_ts"], at["win"], at["hours"] - at["win"]
-    (0, 23, 18)
+    (0, 30, 18)
     """
     offsets, column = {}, 0
     for name, width in layout:
@@ -260,6 +285,8 @@ def advance_windows(state: ActorState, event: AccessEvent) -> tuple[bool, bool]:
         recent.append(resource_hash)
 
     _count_pair(state.pairs_24h, event.pair_hash, ts)
+    if event.is_write and event.subject_hash != NO_SUBJECT:
+        _count_pair(state.subject_writes_24h, event.subject_hash, ts, MAX_SUBJECTS_24H)
     records = float(event.record_count)
     new_resources = 1.0 if is_new_resource and state.n_seen > 0 else 0.0
     no_ticket = 0.0 if event.ticket_id else 1.0
@@ -309,12 +336,14 @@ def advance_windows(state: ActorState, event: AccessEvent) -> tuple[bool, bool]:
     return False, is_new_resource
 
 
-def _count_pair(counts: dict[int, list[float]], pair: int, ts: float) -> None:
+def _count_pair(
+    counts: dict[int, list[float]], pair: int, ts: float, cap: int = MAX_PAIRS_24H
+) -> None:
     """Add one access of ``pair`` at ``ts`` to its decayed 24 h count ``[value, as_of_ts]``.
 
-    Decayed lazily (only the event's own pair is touched); at most :data:`MAX_PAIRS_24H`
-    pairs, the least recently seen forgotten first (a forgotten pair restarts at 1, which can
-    only understate it).
+    Decayed lazily (only the event's own key is touched); at most ``cap`` keys, the least
+    recently seen forgotten first (a forgotten key restarts at 1, which can only understate
+    it). The subjects' write counts use the same rule.
 
     >>> counts = {}
     >>> for ts in (0.0, 0.0, 86400.0):
@@ -324,7 +353,7 @@ def _count_pair(counts: dict[int, list[float]], pair: int, ts: float) -> None:
     """
     entry = counts.get(pair)
     if entry is None:
-        if len(counts) >= MAX_PAIRS_24H:
+        if len(counts) >= cap:
             oldest = min(counts, key=lambda k: counts[k][1])
             del counts[oldest]
         counts[pair] = [1.0, ts]
@@ -340,7 +369,19 @@ def _count_pair(counts: dict[int, list[float]], pair: int, ts: float) -> None:
 def pair_count_24h(state: ActorState, pair: int) -> float:
     """Decayed count of ``pair`` (an event's ``pair_hash``) over ~24 h as of
     ``state.win_ts`` (0 if not counted)."""
-    entry = state.pairs_24h.get(pair)
+    return _decayed_count(state, state.pairs_24h.get(pair))
+
+
+def subject_writes_24h(state: ActorState, event: AccessEvent) -> float:
+    """Decayed count of the actor's writes on ``event``'s subject over ~24 h as of
+    ``state.win_ts`` (this one included once the windows advanced); 0 for a read or an
+    event without a subject."""
+    if not event.is_write:
+        return 0.0
+    return _decayed_count(state, state.subject_writes_24h.get(event.subject_hash))
+
+
+def _decayed_count(state: ActorState, entry: list[float] | None) -> float:
     if entry is None:
         return 0.0
     if entry[1] == state.win_ts:  # counted at the latest event: the usual case
@@ -510,7 +551,7 @@ def state_from_bytes(data: bytes) -> ActorState:
         return _state_from_json(data)
     values = _decode_msgpack(data)
     version = values[0] if isinstance(values, list) and values else None
-    if version not in (5, STATE_FORMAT):
+    if version not in (5, 6, STATE_FORMAT):
         raise ValueError(f"unknown actor state format {version!r}")
     return ActorState(*values[1:])
 

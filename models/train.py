@@ -22,8 +22,18 @@ from insiderwatch.models.events import AccessEvent
 from insiderwatch.models.features import FEATURE_NAMES, FEATURE_VERSION, FEATURES
 from insiderwatch.models.forest import ForestArrays, export_forest, path_attribution, score
 from insiderwatch.models.incidents import DEFAULT_ALERT_BUDGET, IncidentSettings
-from insiderwatch.models.manifest import ForestSettings, Manifest, Sustained, Window
+from insiderwatch.models.manifest import ForestSettings, Manifest, Risk, Sustained, Window
 from insiderwatch.models.peers import PeerBaseline, build_peer_baseline
+from insiderwatch.models.risk import (
+    DEFAULT_RISK_BUDGET,
+    RISK_TAU_DAY_S,
+    RISK_TAU_WEEK_S,
+    RiskLimits,
+    calibrate_limit,
+    risk_alert_count,
+    risk_peaks,
+    role_references,
+)
 from insiderwatch.models.state import DAY_S, ActorState
 from insiderwatch.models.sustained import CUSUM_TAU_S, cusum_series
 
@@ -41,6 +51,13 @@ POINT_SHARE = 0.5  # share of the budget for single-event anomalies; the rest is
 # up to a sustained alert, while a burst of clearly unusual accesses still does.
 CUSUM_REFERENCE_QUANTILE = 0.9998
 SCORE_QUANTILES = (0.5, 0.9, 0.99, 0.999, 0.9999)
+# Entity risk (models.risk): each event's score above its role's RISK_REFERENCE_QUANTILE adds
+# to the actor's risk; risk alerts spend their own budget per 1,000 actor-days, half on the
+# ~24 h sum and half on the ~7 d sum, at most one per actor per RISK_COOLDOWN_S.
+# DEFAULT_RISK_BUDGET (models.risk) is 0: off.
+RISK_REFERENCE_QUANTILE = 0.99
+RISK_COOLDOWN_S = 7 * 86400.0
+_NEVER = 1e300  # a limit no risk reaches (JSON has no infinity)
 _REPLAY_CHUNK = 20_000  # events per kernel call in the training replay
 
 
@@ -164,6 +181,51 @@ def _calibrate_cusum(point_flags, cusum, actor_codes, ts, allowed, settings) -> 
     return best
 
 
+def calibrate_risk(
+    kept: Sequence[AccessEvent],
+    ts: np.ndarray,
+    train_scores: np.ndarray,
+    budget: float,
+    threshold: float,
+    quantile: float = RISK_REFERENCE_QUANTILE,
+    cooldown_s: float = RISK_COOLDOWN_S,
+) -> Risk:
+    """Role references and the ~24 h and ~7 d limits that spend ``budget`` entity-risk
+    alerts per 1,000 actor-days of ``kept`` (its replay scores ``train_scores``). Events at
+    or over the per-event ``threshold`` raise their own alerts and add no risk."""
+    roles = [e.actor_role for e in kept]
+    references, default = role_references(roles, train_scores, quantile)
+    reference = np.fromiter(
+        (references.get(role, default) for role in roles), dtype=np.float64, count=len(roles)
+    )
+    code_of: dict[str, int] = {}
+    codes = np.fromiter(
+        (code_of.setdefault(e.actor_id, len(code_of)) for e in kept),
+        dtype=np.int64,
+        count=len(kept),
+    )
+    actor_days = len({(e.actor_id, int(e.ts // DAY_S)) for e in kept})
+    allowed = budget * actor_days / 1000.0
+    excess = np.where(train_scores < threshold, train_scores - reference, 0.0)
+    peaks = risk_peaks(codes, ts, excess)
+    week_limit = day_limit = _NEVER
+    if budget > 0.0:
+        week_limit = min(calibrate_limit(peaks, allowed / 2, cooldown_s, "week"), _NEVER)
+        day_limit = min(calibrate_limit(peaks, allowed / 2, cooldown_s, "day"), _NEVER)
+    return Risk(
+        budget_per_1000_actor_days=float(budget),
+        reference_quantile=quantile,
+        references=references,
+        default_reference=default,
+        day_limit=day_limit,
+        week_limit=week_limit,
+        cooldown_s=cooldown_s,
+        tau_day_s=RISK_TAU_DAY_S,
+        tau_week_s=RISK_TAU_WEEK_S,
+        training_alerts=risk_alert_count(peaks, RiskLimits(day_limit, week_limit, cooldown_s)),
+    )
+
+
 @dataclass(frozen=True)
 class _Calibration:
     threshold: float
@@ -228,6 +290,7 @@ def train_model(
     model_dir: str | Path,
     *,
     alert_budget: float = DEFAULT_ALERT_BUDGET,
+    risk_budget: float = DEFAULT_RISK_BUDGET,
     n_estimators: int = 100,
     max_samples: int = 256,
     seed: int = 0,
@@ -290,6 +353,7 @@ def train_model(
         training_incidents_at_threshold=calibration.incidents,
         threshold=threshold,
         sustained=Sustained(calibration.reference, calibration.cusum_limit, CUSUM_TAU_S),
+        risk=calibrate_risk(kept, ts, train_scores, risk_budget, threshold),
         severity_thresholds=severity,
         feature_medians=tuple(float(v) for v in np.median(x, axis=0)),
         feature_p95=tuple(float(v) for v in np.quantile(x, 0.95, axis=0)),

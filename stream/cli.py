@@ -14,6 +14,7 @@ from typing import Any
 
 from insiderwatch.models.incidents import DEFAULT_ALERT_BUDGET
 from insiderwatch.models.manifest import Manifest
+from insiderwatch.models.risk import DEFAULT_RISK_BUDGET
 from insiderwatch.stream.collector import tune_collector
 from insiderwatch.stream.settings import SETTINGS_DOC, Settings, SettingsError, flag_name
 
@@ -233,6 +234,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     until = _event_time("--until", args.until)
     if bool(args.events) == bool(args.from_topic):
         raise UserError("train needs either --events FILE or --from-topic")
+    if not args.risk_budget >= 0.0:
+        raise UserError(f"--risk-budget must be 0 (off) or more, got {args.risk_budget}")
     if args.from_topic:
         from insiderwatch.stream.history import read_topic_snapshot
 
@@ -258,6 +261,7 @@ def _train(args: argparse.Namespace, events: list, advance) -> Manifest:
             events,
             args.model_dir,
             alert_budget=args.alert_budget,
+            risk_budget=args.risk_budget,
             n_estimators=args.trees,
             max_samples=args.max_samples,
             seed=args.seed,
@@ -470,6 +474,7 @@ def cmd_model_show(args: argparse.Namespace) -> int:
             "actor_days",
             "alert_budget_per_1000_actor_days",
             "threshold",
+            "risk",
             "severity_thresholds",
             "score_quantiles",
             "incident",
@@ -488,6 +493,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.trees < 1:
         raise UserError(f"--trees must be at least 1, got {args.trees}")
+    if not args.risk_budget >= 0.0:
+        raise UserError(f"--risk-budget must be 0 (off) or more, got {args.risk_budget}")
     if args.profiles < 0:
         raise UserError(f"--profiles must be 0 or more, got {args.profiles}")
     config = EvaluationConfig(
@@ -496,6 +503,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         scored_days=args.scored_days,
         seed=args.seed,
         alert_budget=args.alert_budget,
+        risk_budget=args.risk_budget,
         trees=args.trees,
         forest_seed=args.forest_seed,
         out_dir=args.out_dir,
@@ -610,6 +618,13 @@ def _add_data_commands(sub: Any) -> None:
         help="incidents per 1,000 actor-days of the training history (default %(default)s; "
         "live periods run about 2x hotter)",
     )
+    p.add_argument(
+        "--risk-budget",
+        type=float,
+        default=DEFAULT_RISK_BUDGET,
+        help="entity-risk alerts per 1,000 actor-days of the training history (default "
+        "%(default)s: off; see the README, 'Entity risk')",
+    )
     p.add_argument("--trees", type=int, default=100)
     p.add_argument("--max-samples", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
@@ -653,6 +668,13 @@ def _add_scoring_commands(sub: Any) -> None:
     p.add_argument("--scored-days", type=int, default=7)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--alert-budget", type=float, default=DEFAULT_ALERT_BUDGET)
+    p.add_argument(
+        "--risk-budget",
+        type=float,
+        default=DEFAULT_RISK_BUDGET,
+        help="entity-risk alerts per 1,000 actor-days of the training history (default "
+        "%(default)s: off; see the README, 'Entity risk')",
+    )
     p.add_argument("--trees", type=int, default=100, help="isolation-forest trees")
     p.add_argument(
         "--forest-seed",

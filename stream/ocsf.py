@@ -4,6 +4,10 @@ A new incident is an OCSF *Create* (type_uid 200401); a later message about the 
 incident is an *Update* (200402) of the same ``finding_info.uid`` (the alert id), so a SIEM
 keeps one finding per incident. Observed-vs-expected values go to ``evidences`` and
 ``anomaly_analyses``; the native alert's extra fields stay under ``unmapped``.
+
+An entity-risk alert (``kind: "entity_risk"``) is a finding of its own type ("Entity risk"):
+its evidence timeline (the strongest contributing accesses of the last week) follows the
+reasons in ``evidences``, and the risk figures are under ``unmapped.risk``.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ def to_detection_finding(alert: dict) -> dict:
         "confidence_score": round(confidence * 100),
         "confidence_id": 1 if alert.get("warming_up") else (3 if confidence >= 0.75 else 2),
         "finding_info": _finding_info(alert),
-        "evidences": _evidences(reasons),
+        "evidences": _evidences(reasons) + _risk_evidences(alert.get("evidence") or []),
         "anomaly_analyses": _anomaly_analyses(alert, reasons),
         "actor": {
             "user": {
@@ -79,16 +83,20 @@ def to_detection_finding(alert: dict) -> dict:
             "trigger": alert.get("trigger"),
             "warming_up": alert.get("warming_up"),
             "event_id": alert["event_id"],
+            "kind": alert.get("kind", "event"),
+            "risk": alert.get("risk"),
         },
     }
 
 
 def _finding_info(alert: dict) -> dict:
+    entity_risk = alert.get("kind") == "entity_risk"
+    what = "Accumulated risk of" if entity_risk else "Unusual data access by"
     return {
         "uid": alert["alert_id"],
-        "title": f"Unusual data access by {alert['actor_id']} ({alert['actor_role']})",
+        "title": f"{what} {alert['actor_id']} ({alert['actor_role']})",
         "desc": alert["summary"],
-        "types": ["Insider data-access anomaly"],
+        "types": ["Insider data-access anomaly", *(["Entity risk"] if entity_risk else [])],
         "first_seen_time": _ms(alert["first_seen"]),
         "last_seen_time": _ms(alert["last_seen"]),
         "created_time": _ms(alert["first_seen"]),
@@ -111,6 +119,13 @@ def _evidences(reasons: list) -> list:
             "data": {k: r[k] for k in ("observed", "expected", "contribution", "text")},
         }
         for r in reasons
+    ]
+
+
+def _risk_evidences(timeline: list) -> list:
+    return [
+        {"name": "risk_evidence", "data": {k: item[k] for k in ("timestamp", "access", "score")}}
+        for item in timeline
     ]
 
 

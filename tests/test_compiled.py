@@ -26,6 +26,7 @@ from insiderwatch.models.detector import Detector, observe
 from insiderwatch.models.events import parse_event
 from insiderwatch.models.forest import score
 from insiderwatch.models.incidents import step_incident
+from insiderwatch.models.risk import RiskLimits, add_risk, risk_due
 from insiderwatch.models.state import (
     HISTOGRAM_HALVING_AT,
     LATENESS_S,
@@ -116,6 +117,10 @@ def _reference(detector: Detector, events: list) -> tuple[list, list, list, dict
             absorb_into_baseline(state, event)
             if is_rare and not is_late:
                 count_rare_access(state, event)
+            excess = value - detector._roles.risk_reference(event.actor_role)
+            if excess > 0.0:
+                add_risk(state, event.ts, value, excess, event.pair_hash)
+                risk_due(state, event.ts, detector._risk_limits)
         scores.append(value)
         flagged.append(flag)
         rows.append(row)
@@ -134,8 +139,12 @@ def test_the_kernel_scores_and_updates_states_exactly_as_the_python_definition(
     # A low alert bar, so that many events are flagged and kept out of the baseline.
     values = [s.score for s in detector.process(edge_events, {}, "t").scored]
     detector.threshold = float(np.quantile(values, 0.97))
+    # ... and low risk limits and a short cool-down, so that risk alerts recur.
+    detector._risk_limits = RiskLimits(0.05, 0.2, 3600.0)
     scores, flagged, _, expected_states = _reference(detector, edge_events)
     assert 0 < sum(flagged) < len(flagged)
+    assert sum(len(s.risk_evidence) == 3 for s in expected_states.values()) >= 3
+    assert sum(s.risk_alert_ts > 0 for s in expected_states.values()) >= 3
     paths = {"compiled": detector._process_compiled, "python": detector._process_in_python}
     for (path, process), batch_size in itertools.product(
         paths.items(), (1, 37, 5000, len(edge_events))
@@ -157,9 +166,12 @@ def test_both_paths_emit_the_same_alerts(small_model, edge_events):
     detector = Detector(load_model(small_model))
     values = [s.score for s in detector.process(edge_events, {}, "t").scored]
     detector.threshold = float(np.quantile(values, 0.99))
+    detector._risk_limits = RiskLimits(0.05, 0.2, 3600.0)
     compiled = detector._process_compiled(edge_events, {}, "t").alerts
     python = detector._process_in_python(edge_events, {}, "t").alerts
     assert compiled and compiled == python
+    kinds = {alert["kind"] for alert in compiled}
+    assert kinds == {"event", "entity_risk"}
 
 
 def test_a_batch_takes_the_compiled_path_when_actors_have_several_events(small_model, edge_events):

@@ -14,6 +14,7 @@ from insiderwatch.models.duplicates import RECENT_EVENT_IDS
 from insiderwatch.models.events import MAX_ID_CHARS, parse_event, stable_hash
 from insiderwatch.models.features import FEATURE_NAMES
 from insiderwatch.models.incidents import MAX_EVENT_IDS, IncidentSettings, step_incident
+from insiderwatch.models.risk import RISK_DAYS_KEPT
 from insiderwatch.models.state import (
     HISTOGRAM_HALVING_AT,
     MAX_DEVICES,
@@ -22,8 +23,10 @@ from insiderwatch.models.state import (
     MAX_PAIRS,
     MAX_PAIRS_24H,
     MAX_STATE_BYTES,
+    MAX_SUBJECTS_24H,
     OTHER_PAIRS,
     RECENT_RESOURCES,
+    RISK_EVIDENCE,
     W_EVENTS,
     W_NEW_RESOURCES,
     W_NO_TICKET,
@@ -132,7 +135,9 @@ def _as_stored_by_json_format(state, version: int) -> bytes:
     """``state`` as formats 3 and 4 stored it: JSON, pairs keyed by name."""
     names = {stable_hash(name): name for name in ("view review", "export customer_profile")}
     names[OTHER_PAIRS] = "~other"
-    values = [getattr(state, f.name) for f in fields(state)][:-1]  # format 6 added recent_ids
+    names_then = [f.name for f in fields(state)]
+    names_then = names_then[: names_then.index("recent_ids")]  # format 6 added recent_ids
+    values = [getattr(state, name) for name in names_then]
     values[-3] = {names[k]: v for k, v in state.pairs.items()}
     values[-2] = {names[k]: v for k, v in state.pairs_24h.items()}
     return orjson.dumps([version, *(values if version == 4 else values[:-2])])
@@ -167,18 +172,26 @@ def test_a_state_of_an_unknown_format_is_refused_with_its_format():
     state = _state_with_pairs()
     with pytest.raises(ValueError, match="unknown actor state format 99"):
         state_from_bytes(_as_stored_by_json_format(state, 99))
-    newer = msgspec.msgpack.encode([7, *msgspec.msgpack.decode(state_to_bytes(state))[1:]])
-    with pytest.raises(ValueError, match="unknown actor state format 7"):
+    newer = msgspec.msgpack.encode([8, *msgspec.msgpack.decode(state_to_bytes(state))[1:]])
+    with pytest.raises(ValueError, match="unknown actor state format 8"):
         state_from_bytes(newer)
 
 
-def test_a_state_of_format_5_loads_without_recent_event_ids():
+def test_states_of_formats_5_and_6_load_without_the_fields_they_lack():
     state = _state_with_pairs()
     state.recent_ids = b"\x01" * 16
+    state.subject_writes_24h = {7: [2.0, 100.0]}
+    state.risk_week, state.risk_evidence = 0.5, [[100, 700000, 7]]
     values = msgspec.msgpack.decode(state_to_bytes(state))
-    assert values[0] == 6 and values[-1] == state.recent_ids
-    loaded = state_from_bytes(msgspec.msgpack.encode([5, *values[1:-1]]))
-    assert loaded.recent_ids == b"" and loaded.pairs == state.pairs and loaded.win == state.win
+    at = [f.name for f in fields(state)].index("recent_ids") + 1  # values[0] is the format
+    assert values[0] == 7 and values[at] == state.recent_ids
+    format_6 = state_from_bytes(msgspec.msgpack.encode([6, *values[1 : at + 1]]))
+    assert format_6.recent_ids == state.recent_ids and format_6.pairs == state.pairs
+    assert format_6.subject_writes_24h == {} and format_6.risk_week == 0.0
+    assert format_6.risk_evidence == []
+    format_5 = state_from_bytes(msgspec.msgpack.encode([5, *values[1:at]]))
+    assert format_5.recent_ids == b"" and format_5.pairs == state.pairs
+    assert format_5.win == state.win
 
 
 def test_the_largest_state_the_contract_allows_fits_in_two_kib():
@@ -227,6 +240,13 @@ def test_the_largest_state_the_contract_allows_fits_in_two_kib():
         pairs_24h={hash32 - k: [stamp, stamp] for k in range(MAX_PAIRS_24H)},
         rebaselined_ts=stamp,
         recent_ids=b"\xff" * (8 * RECENT_EVENT_IDS),
+        subject_writes_24h={hash32 - k: [stamp, stamp] for k in range(MAX_SUBJECTS_24H)},
+        risk_day=stamp,
+        risk_week=stamp,
+        risk_ts=stamp,
+        risk_alert_ts=stamp,
+        risk_days=2**RISK_DAYS_KEPT - 1,
+        risk_evidence=[[seconds, 2**32 - 1, hash32 - k] for k in range(RISK_EVIDENCE)],
     )
     stored = encode_stored_state(state, 2**31 - 1, big)
     assert decode_stored_state(stored)[0] == state

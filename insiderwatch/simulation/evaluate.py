@@ -24,6 +24,7 @@ from insiderwatch.models.artifact import load_model
 from insiderwatch.models.detector import Detector
 from insiderwatch.models.events import AccessEvent, parse_event
 from insiderwatch.models.incidents import DEFAULT_ALERT_BUDGET
+from insiderwatch.models.risk import DEFAULT_RISK_BUDGET
 from insiderwatch.models.state import ActorState
 from insiderwatch.models.train import calibrate_threshold, group_incidents, train_model
 from insiderwatch.simulation.simulate import (
@@ -51,6 +52,7 @@ class EvaluationConfig:
     scored_days: int = 7
     seed: int = 7
     alert_budget: float = DEFAULT_ALERT_BUDGET
+    risk_budget: float = DEFAULT_RISK_BUDGET
     max_samples: int = 256
     trees: int = 100
     # The isolation forest's random seed; None = ``seed``. Changing only this refits the same
@@ -209,6 +211,7 @@ def _train(history, model_dir, config, advance) -> None:
         history,
         model_dir,
         alert_budget=config.alert_budget,
+        risk_budget=config.risk_budget,
         seed=config.seed if config.forest_seed is None else config.forest_seed,
         n_estimators=config.trees,
         max_samples=config.max_samples,

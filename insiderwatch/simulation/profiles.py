@@ -10,7 +10,9 @@ scenarios do not cover (each instance spans several working days):
 
 ``in_role_targeting``
     The role's own write actions (update, delete), at a modest daily count, concentrated on
-    two or three outside records without a ticket.
+    two or three outside parties without a ticket: either the same few records again and
+    again, or (half the instances, for reviews and listings) different records that all
+    belong to the same few sellers (``subject_id``).
 ``low_and_slow``
     A modest daily excess (1.5-2.5x the actor's usual count) of the role's most sensitive read,
     every working day for a week, half of it without a ticket.
@@ -92,8 +94,8 @@ def quiet_plan(rng: random.Random, by_role: dict, mixes: dict, pick, first_day: 
 
 def quiet_events(actor, role_table: dict, scenario: str, working: list[int], instance: str, emit):
     """The events of one quiet instance on the actor's ``working`` days from its start;
-    ``emit(day, offset_s, action, rtype, fields, records, resource_id, ticket)`` builds one
-    (labelled) event."""
+    ``emit(day, offset_s, action, rtype, fields, records, resource_id, ticket, subject=None)``
+    builds one (labelled) event."""
     rng = random.Random(f"quiet-{instance}")
     _, per_day, _, mix = role_table[actor.role]
     weight_total = sum(m[0] for m in mix)
@@ -101,8 +103,10 @@ def quiet_events(actor, role_table: dict, scenario: str, working: list[int], ins
         writes = [m for m in mix if m[1] in ("update", "delete")]
         _, action, rtype, fields, _ = rng.choice(writes)
         targets = [f"target-{rng.getrandbits(30):08x}" for _ in range(rng.randint(2, 3))]
+        by_owner = rtype in ("review", "product_listing") and rng.random() < 0.5
         for day in working[:4]:
             for _ in range(rng.randint(6, 12)):
+                target = rng.choice(targets)
                 emit(
                     day,
                     rng.uniform(0, 7.5 * 3600),
@@ -110,8 +114,9 @@ def quiet_events(actor, role_table: dict, scenario: str, working: list[int], ins
                     rtype,
                     list(fields),
                     1,
-                    rng.choice(targets),
+                    f"{rtype}-{rng.getrandbits(40):010x}" if by_owner else target,
                     None,
+                    target if by_owner else None,
                 )
     elif scenario == "low_and_slow":
         reads = [m for m in mix if m[2] in SENSITIVE_TYPES and m[1] == "view"]

@@ -331,6 +331,21 @@ def _resource_id(rng: random.Random, resource_type: str) -> str:
     return f"{prefix}-{rng.randrange(size)}"
 
 
+def subject_of(resource_type: str, resource_id: str) -> str | None:
+    """The seller a review or a product listing belongs to (None for other records, whose
+    subject is the record itself: a customer, a seller).
+
+    >>> subject_of("review", "rev-12"), subject_of("customer_contact", "cust-3")
+    ('sell-9132', None)
+    """
+    if resource_type not in ("review", "product_listing"):
+        return None
+    number = resource_id.rsplit("-", 1)[-1]
+    if not number.isdigit():
+        return None
+    return f"sell-{int(number) * 2654435761 % 30_000}"  # a fixed, well-mixed owner
+
+
 def _event(
     actor: Actor,
     role: str,
@@ -346,8 +361,9 @@ def _event(
     label: str = "normal",
     scenario: str = "",
     instance: str = "",
+    subject_id: str | None = None,
 ) -> dict:
-    return {
+    doc = {
         "ts": ts,
         "actor_id": actor.actor_id,
         "actor_role": role,
@@ -365,6 +381,10 @@ def _event(
         "sim_scenario": scenario,
         "sim_instance": instance,
     }
+    subject = subject_id or subject_of(resource_type, resource_id)
+    if subject is not None:
+        doc["subject_id"] = subject
+    return doc
 
 
 def _normal_day(config: SimulationConfig, actor: Actor, day: int, surge: bool) -> list[dict]:
@@ -560,7 +580,9 @@ def _quiet(
     ][:9]
     out: list[dict] = []
 
-    def emit(day, offset_s, action, rtype, fields, records, resource_id, ticket) -> None:
+    def emit(
+        day, offset_s, action, rtype, fields, records, resource_id, ticket, subject=None
+    ) -> None:
         if day not in days:
             return
         ts = config.start_epoch + day * DAY_S + actor.shift_start_h * 3600 + offset_s
@@ -581,6 +603,7 @@ def _quiet(
                 "insider",
                 scenario,
                 instance,
+                subject,
             )
         )
 
