@@ -37,6 +37,9 @@ __all__ = [
     "risk_due",
     "days_with_risk",
     "risk_alert_count",
+    "risk_alert_indices",
+    "risk_excess",
+    "calibrate_limits",
     "risk_peaks",
 ]
 
@@ -173,9 +176,15 @@ def risk_alert_count(peaks, limits: RiskLimits) -> int:
     >>> risk_alert_count(peaks, RiskLimits(1.0, 9.0, 86400.0))
     1
     """
+    return len(risk_alert_indices(peaks, limits))
+
+
+def risk_alert_indices(peaks, limits: RiskLimits) -> list[int]:
+    """The events (indices into the replayed arrays) at which :func:`risk_due` raises an
+    alert over a replay (:func:`risk_peaks`), in time order."""
     actor_codes, ts, index, day_values, week_values = peaks
     alerted: dict[int, float] = {}
-    count = 0
+    crossing = []
     for i, day, week in zip(index.tolist(), day_values.tolist(), week_values.tolist(), strict=True):
         if day < limits.day_limit and week < limits.week_limit:
             continue
@@ -184,8 +193,21 @@ def risk_alert_count(peaks, limits: RiskLimits) -> int:
         if previous > 0.0 and t - previous < limits.cooldown_s:
             continue
         alerted[actor] = t
-        count += 1
-    return count
+        crossing.append(i)
+    return crossing
+
+
+def calibrate_limits(
+    actor_codes: np.ndarray, ts: np.ndarray, excess: np.ndarray, allowed: float, cooldown_s: float
+) -> tuple[float, float]:
+    """``(day_limit, week_limit)`` that raise at most ``allowed`` alerts over the replay of
+    ``excess`` (half each); infinite when ``allowed`` is 0 (risk alerts off)."""
+    if allowed <= 0.0:
+        return math.inf, math.inf
+    peaks = risk_peaks(actor_codes, ts, excess)
+    week_limit = calibrate_limit(peaks, allowed / 2, cooldown_s, "week")
+    day_limit = calibrate_limit(peaks, allowed / 2, cooldown_s, "day")
+    return day_limit, week_limit
 
 
 def calibrate_limit(
@@ -213,6 +235,25 @@ def calibrate_limit(
         else:
             hi = mid - 1
     return best
+
+
+def risk_excess(
+    roles: Sequence[str],
+    scores: np.ndarray,
+    unflagged: np.ndarray,
+    references: dict[str, float],
+    default: float,
+) -> np.ndarray:
+    """Each event's excess over its role's reference (0 for a flagged event: it raises its own
+    alert), the input of :func:`risk_peaks`.
+
+    >>> risk_excess(["a", "b"], np.array([0.7, 0.7]), np.array([True, True]), {"a": 0.6}, 0.65)
+    array([0.1 , 0.05])
+    """
+    reference = np.fromiter(
+        (references.get(role, default) for role in roles), dtype=np.float64, count=len(roles)
+    )
+    return np.where(unflagged, np.maximum(scores - reference, 0.0), 0.0)
 
 
 def role_references(

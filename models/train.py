@@ -29,8 +29,9 @@ from insiderwatch.models.risk import (
     RISK_TAU_DAY_S,
     RISK_TAU_WEEK_S,
     RiskLimits,
-    calibrate_limit,
+    calibrate_limits,
     risk_alert_count,
+    risk_excess,
     risk_peaks,
     role_references,
 )
@@ -57,6 +58,7 @@ SCORE_QUANTILES = (0.5, 0.9, 0.99, 0.999, 0.9999)
 # DEFAULT_RISK_BUDGET (models.risk) is 0: off.
 RISK_REFERENCE_QUANTILE = 0.99
 RISK_COOLDOWN_S = 7 * 86400.0
+DEFAULT_WARMUP_DAYS = 7.0  # history replayed before fitting, while baselines form
 _NEVER = 1e300  # a limit no risk reaches (JSON has no infinity)
 _REPLAY_CHUNK = 20_000  # events per kernel call in the training replay
 
@@ -195,9 +197,7 @@ def calibrate_risk(
     or over the per-event ``threshold`` raise their own alerts and add no risk."""
     roles = [e.actor_role for e in kept]
     references, default = role_references(roles, train_scores, quantile)
-    reference = np.fromiter(
-        (references.get(role, default) for role in roles), dtype=np.float64, count=len(roles)
-    )
+    excess = risk_excess(roles, train_scores, train_scores < threshold, references, default)
     code_of: dict[str, int] = {}
     codes = np.fromiter(
         (code_of.setdefault(e.actor_id, len(code_of)) for e in kept),
@@ -205,13 +205,9 @@ def calibrate_risk(
         count=len(kept),
     )
     actor_days = len({(e.actor_id, int(e.ts // DAY_S)) for e in kept})
-    allowed = budget * actor_days / 1000.0
-    excess = np.where(train_scores < threshold, train_scores - reference, 0.0)
+    limits = calibrate_limits(codes, ts, excess, budget * actor_days / 1000.0, cooldown_s)
+    day_limit, week_limit = (min(limit, _NEVER) for limit in limits)
     peaks = risk_peaks(codes, ts, excess)
-    week_limit = day_limit = _NEVER
-    if budget > 0.0:
-        week_limit = min(calibrate_limit(peaks, allowed / 2, cooldown_s, "week"), _NEVER)
-        day_limit = min(calibrate_limit(peaks, allowed / 2, cooldown_s, "day"), _NEVER)
     return Risk(
         budget_per_1000_actor_days=float(budget),
         reference_quantile=quantile,
@@ -296,7 +292,7 @@ def train_model(
     seed: int = 0,
     incident: IncidentSettings | None = None,
     model_version: str | None = None,
-    warmup_days: float = 7.0,
+    warmup_days: float = DEFAULT_WARMUP_DAYS,
     progress: Callable[[int], None] | None = None,
 ) -> Manifest:
     """Fit and export a model from ``events`` (in event-time order). Returns the manifest.

@@ -488,7 +488,12 @@ def cmd_model_show(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from insiderwatch.simulation.evaluate import EvaluationConfig, run_evaluation, run_profiles
+    from insiderwatch.simulation.evaluate import (
+        EvaluationConfig,
+        run_evaluation,
+        run_forest_seeds,
+        run_profiles,
+    )
     from insiderwatch.stream.progress import progress
 
     if args.trees < 1:
@@ -497,6 +502,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise UserError(f"--risk-budget must be 0 (off) or more, got {args.risk_budget}")
     if args.profiles < 0:
         raise UserError(f"--profiles must be 0 or more, got {args.profiles}")
+    if args.forest_seeds < 0:
+        raise UserError(f"--forest-seeds must be 0 or more, got {args.forest_seeds}")
+    if args.profiles and args.forest_seeds:
+        raise UserError("use --profiles or --forest-seeds, not both (--profile P picks one)")
+    if args.profile is not None and args.profile < 1:
+        raise UserError(f"--profile must be 1 or more, got {args.profile}")
     config = EvaluationConfig(
         actors=args.actors,
         history_days=args.history_days,
@@ -507,8 +518,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         trees=args.trees,
         forest_seed=args.forest_seed,
         out_dir=args.out_dir,
+        profile=args.profile,
     )
-    if args.profiles:
+    if args.forest_seeds:
+        print(run_forest_seeds(config, args.forest_seeds, progress=progress))
+    elif args.profiles:
         print(run_profiles(config, args.profiles, progress=progress))
     else:
         print(run_evaluation(config, progress=progress))
@@ -688,7 +702,21 @@ def _add_scoring_commands(sub: Any) -> None:
         "--profiles",
         type=int,
         default=0,
-        help="evaluate on N randomised organisations with quiet insiders (seeds --seed+1..N)",
+        help="evaluate on N randomised organisations with quiet insiders (seeds --seed+1..N), "
+        "with a leave-one-class-out table",
+    )
+    p.add_argument(
+        "--profile",
+        type=int,
+        default=None,
+        help="evaluate on randomised organisation profile P alone (seed as given)",
+    )
+    p.add_argument(
+        "--forest-seeds",
+        type=int,
+        default=0,
+        help="fit N forests (seeds --forest-seed+0..N-1) on the same history and compare the "
+        "false-incident rates of the same scored week",
     )
     p.set_defaults(func=cmd_evaluate)
 

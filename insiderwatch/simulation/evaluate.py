@@ -26,7 +26,13 @@ from insiderwatch.models.events import AccessEvent, parse_event
 from insiderwatch.models.incidents import DEFAULT_ALERT_BUDGET
 from insiderwatch.models.risk import DEFAULT_RISK_BUDGET
 from insiderwatch.models.state import ActorState
-from insiderwatch.models.train import calibrate_threshold, group_incidents, train_model
+from insiderwatch.models.train import (
+    DEFAULT_WARMUP_DAYS,
+    calibrate_threshold,
+    group_incidents,
+    train_model,
+)
+from insiderwatch.simulation.loco import ProfileRun, format_loco, leave_one_class_out
 from insiderwatch.simulation.simulate import (
     INSIDER_SCENARIOS,
     QUIET_SCENARIOS,
@@ -34,7 +40,13 @@ from insiderwatch.simulation.simulate import (
     simulate,
 )
 
-__all__ = ["EvaluationConfig", "run_evaluation", "run_profiles", "naive_baseline_scores"]
+__all__ = [
+    "EvaluationConfig",
+    "run_evaluation",
+    "run_profiles",
+    "run_forest_seeds",
+    "naive_baseline_scores",
+]
 
 BURST_SCENARIOS = {
     "reviewer_email_harvest",
@@ -165,9 +177,9 @@ def run_evaluation(config: EvaluationConfig, progress=_no_progress) -> str:
     return _finish(config, out_dir, *run)
 
 
-def _simulate_train_score(config: EvaluationConfig, out_dir: Path, progress) -> tuple:
-    """Simulate ``config``'s organisation, train on its history, score its last days."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+def _simulated(config: EvaluationConfig) -> tuple:
+    """``config``'s organisation: its documents, events, the first scored second, the history
+    and the scored days with their labels, scenarios and instances."""
     total_days = config.history_days + config.scored_days
     sim = SimulationConfig(
         actors=config.actors,
@@ -185,25 +197,48 @@ def _simulate_train_score(config: EvaluationConfig, out_dir: Path, progress) -> 
     labels = np.array([docs[i]["sim_label"] for i in scored_index])
     scenarios = np.array([docs[i]["sim_scenario"] for i in scored_index])
     instances = np.array([docs[i]["sim_instance"] for i in scored_index])
+    return docs, events, split_ts, history, scored, labels, scenarios, instances
 
+
+def _simulate_train_score(
+    config: EvaluationConfig, out_dir: Path, progress, simulated: tuple | None = None
+) -> tuple:
+    """Simulate ``config``'s organisation (unless ``simulated``), train on its history, score
+    its last days."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    docs, events, split_ts, history, scored, labels, scenarios, instances = simulated or _simulated(
+        config
+    )
     model_dir = out_dir / "model"
     with progress("evaluate: train", len(history)) as advance:
         _train(history, model_dir, config, advance)
     model = load_model(model_dir)
     detector = Detector(model)
     states: dict[str, ActorState] = {}
-    scores = np.empty(len(scored))
+    ordered = history + scored  # events are in time order: the history is a prefix
+    replay = Replay(np.empty(len(ordered)), np.zeros(len(ordered), dtype=bool), docs, split_ts)
     alerts = []
-    with progress("evaluate: score history + scored days", len(history) + len(scored)) as advance:
-        for i in range(0, len(history), 5000):
-            detector.process(history[i : i + 5000], states, "evaluate")
-            advance(len(history[i : i + 5000]))
-        for i in range(0, len(scored), 5000):
-            outcome = detector.process(scored[i : i + 5000], states, "evaluate")
-            scores[i : i + len(outcome.scores)] = outcome.scores
-            alerts += outcome.alerts
-            advance(len(outcome.scores))
-    return events, history, scored, labels, scenarios, instances, model, scores, alerts
+    with progress("evaluate: score history + scored days", len(ordered)) as advance:
+        for part, offset in ((history, 0), (scored, len(history))):
+            for i in range(0, len(part), 5000):
+                outcome = detector.process(part[i : i + 5000], states, "evaluate")
+                at = slice(offset + i, offset + i + len(outcome.scores))
+                replay.scores[at], replay.flagged[at] = outcome.scores, outcome.flagged
+                if offset:
+                    alerts += outcome.alerts
+                advance(len(outcome.scores))
+    scores = replay.scores[len(history) :]
+    return events, history, scored, labels, scenarios, instances, model, scores, alerts, replay
+
+
+@dataclass
+class Replay:
+    """Every event's score and flag from the detector run (history, then the scored days)."""
+
+    scores: np.ndarray
+    flagged: np.ndarray
+    docs: list[dict]  # the simulated documents, with their labels
+    split_ts: float
 
 
 def _train(history, model_dir, config, advance) -> None:
@@ -230,7 +265,18 @@ def _incidents_of(scored: list[AccessEvent], alerts: list[dict]):
 
 
 def _finish(
-    config, out_dir, events, history, scored, labels, scenarios, instances, model, scores, alerts
+    config,
+    out_dir,
+    events,
+    history,
+    scored,
+    labels,
+    scenarios,
+    instances,
+    model,
+    scores,
+    alerts,
+    replay,
 ) -> str:
     incidents_ours, ts, actor_days = _incidents_of(scored, alerts)
     ours = _quality(
@@ -370,20 +416,98 @@ def run_profiles(config: EvaluationConfig, profiles: int, progress=_no_progress)
     """
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, runs = [], []
     for p in range(1, profiles + 1):
         one = replace(config, profile=p, seed=config.seed + p, out_dir=str(out_dir / f"p{p}"))
         run = _simulate_train_score(one, Path(one.out_dir), progress)
-        rows.append(_profile_row(p, one.seed, *run))
+        rows.append(_profile_row(p, one.seed, *run[:-1]))
+        runs.append(_profile_run(*run))
     classes: dict[str, list[int]] = {}
     for row in rows:
         for scenario, stats in row["scenarios"].items():
             total = classes.setdefault(scenario, [0, 0])
             total[0] += stats["detected"]
             total[1] += stats["instances"]
-    report = {"config": asdict(config), "profiles": rows, "classes": classes}
+    loco = leave_one_class_out(runs, {c: n for c, (_, n) in classes.items()})
+    report = {"config": asdict(config), "profiles": rows, "classes": classes, "loco": loco}
     (out_dir / "profiles.json").write_text(json.dumps(report, indent=2))
-    return _format_profiles(report)
+    return _format_profiles(report) + "\n\n" + format_loco(loco)
+
+
+def run_forest_seeds(config: EvaluationConfig, seeds: int, progress=_no_progress) -> str:
+    """``evaluate --forest-seeds N``: one organisation, N forests fitted with seeds
+    ``forest_seed`` (default ``seed``) + 0..N-1 on the same history, each scoring the same
+    week. Reports each seed's threshold, false incidents and false-alert actors per 1,000
+    actor-days and detected instances, and the max / min ratio of the false-incident rate.
+    Writes ``forest_seeds.json`` to ``out_dir``."""
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    simulated = _simulated(config)
+    first = config.seed if config.forest_seed is None else config.forest_seed
+    rows = []
+    for k in range(seeds):
+        one = replace(config, forest_seed=first + k, out_dir=str(out_dir / f"forest{first + k}"))
+        run = _simulate_train_score(one, Path(one.out_dir), progress, simulated)
+        rows.append(_profile_row(config.profile or 0, first + k, *run[:-1]))
+    report = {"config": asdict(config), "forest_seeds": rows}
+    (out_dir / "forest_seeds.json").write_text(json.dumps(report, indent=2))
+    return _format_forest_seeds(rows)
+
+
+def _format_forest_seeds(rows: list[dict]) -> str:
+    lines = [
+        f"{'forest seed':<12}{'threshold':>10}{'false inc/1k':>13}{'false actors/1k':>16}"
+        f"{'caught':>10}"
+    ]
+    for r in rows:
+        caught = sum(s["detected"] for s in r["scenarios"].values())
+        total = sum(s["instances"] for s in r["scenarios"].values())
+        lines.append(
+            f"{r['seed']:<12}{r['threshold']:>10.4f}{r['false_per_1000_actor_days']:>13.2f}"
+            f"{r['false_actors_per_1000_actor_days']:>16.2f}{caught:>6}/{total}"
+        )
+    rates = [r["false_per_1000_actor_days"] for r in rows]
+    if rates and min(rates) > 0:
+        lines.append(f"\nfalse incidents, max / min over the seeds: {max(rates) / min(rates):.2f}x")
+    elif rates:
+        lines.append("\nfalse incidents: some seed had none (max / min undefined)")
+    return "\n".join(lines)
+
+
+def _profile_run(
+    events, history, scored, labels, scenarios, instances, model, scores, alerts, replay
+) -> ProfileRun:
+    """The replayable record of one profile's run (:mod:`insiderwatch.simulation.loco`)."""
+    ordered = history + scored
+    doc_of = {d["event_id"]: d for d in replay.docs}
+    codes_of: dict[str, int] = {}
+    codes = np.array([codes_of.setdefault(e.actor_id, len(codes_of)) for e in ordered])
+    event_alerts = [a for a in alerts if a.get("kind", "event") == "event"]
+    incidents, ts_scored, actor_days = _incidents_of(scored, event_alerts)
+    caught, false_actors = set(), set()
+    for members in incidents.values():
+        insiders = [i for i in members if labels[i] == "insider"]
+        caught |= {str(instances[i]) for i in insiders}
+        if members and not insiders:
+            false_actors.add(codes_of[scored[members[0]].actor_id])
+    history_ts = np.array([e.ts for e in history])
+    return ProfileRun(
+        codes=codes,
+        ts=np.array([e.ts for e in ordered]),
+        roles=[e.actor_role for e in ordered],
+        scores=replay.scores,
+        flagged=replay.flagged,
+        labels=np.array([doc_of[e.event_id]["sim_label"] for e in ordered]),
+        instances=np.array([doc_of[e.event_id]["sim_instance"] for e in ordered]),
+        scenarios=np.array([doc_of[e.event_id]["sim_scenario"] for e in ordered]),
+        split_ts=replay.split_ts,
+        warm_ts=float(history_ts.min()) + DEFAULT_WARMUP_DAYS * 86400
+        if history
+        else replay.split_ts,
+        event_caught=caught,
+        event_false_actors=false_actors,
+        scored_actor_days=actor_days,
+    )
 
 
 def _profile_row(
