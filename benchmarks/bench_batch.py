@@ -8,6 +8,9 @@ events spread over ~120,000 actors, ~1 event per actor per batch). The reference
 same measurement runs on a git worktree of REV, alternating with the working tree, so a
 change on the hot path is measured as a ratio in one run.
 
+Each revision trains its own model (its own features) on the same simulated history, with
+``--trees`` / ``--against-trees`` trees (default 100 each).
+
 Run: .venv/bin/python benchmarks/bench_batch.py --against 3c88e07 [--events 200000 --repeat 3]
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -29,43 +33,50 @@ CASES = ("dense", "many")
 
 
 def _prepare(events: int) -> None:
-    """Model and event files, made once with the working tree's code."""
+    """The history and event files, made once with the working tree's simulator (each
+    revision trains its own model on the history: :func:`_train`)."""
     sys.path.insert(0, str(REPO))
     import orjson
 
-    from insiderwatch.models.events import parse_event
-    from insiderwatch.models.train import train_model
     from insiderwatch.simulation.simulate import SimulationConfig, simulate
 
     WORK.mkdir(parents=True, exist_ok=True)
     config = SimulationConfig(actors=600, days=30, seed=11, with_scenarios=False)
     docs = list(simulate(config))
     history, live = docs[: len(docs) // 2], docs[len(docs) // 2 :][:events]
-    if not (WORK / "model" / "manifest.json").exists():
-        train_model(
-            [parse_event(orjson.dumps(d)) for d in history],
-            WORK / "model",
-            n_estimators=100,
-            warmup_days=5,
-            seed=1,
-        )
+    (WORK / "history.jsonl").write_bytes(b"\n".join(orjson.dumps(d) for d in history))
     (WORK / "dense.jsonl").write_bytes(b"\n".join(orjson.dumps(d) for d in live))
     spread = [{**d, "actor_id": f"{d['actor_id']}-{i % 200}"} for i, d in enumerate(live)]
     (WORK / "many.jsonl").write_bytes(b"\n".join(orjson.dumps(d) for d in spread))
 
 
-def _measure(repo: str, case: str) -> dict:
-    """CPU seconds per event of ``handle`` and of a plain JSON decode, in this process."""
-    sys.path.insert(0, repo)
+def _part(repo: str, name: str):
+    """Module ``name`` (e.g. "models.train") of the code in ``repo``. Revisions before the
+    insiderwatch package named its parts models and stream."""
     import importlib
 
+    sys.path.insert(0, repo)
+    prefix = "insiderwatch." if (Path(repo) / "insiderwatch").is_dir() else ""
+    return importlib.import_module(prefix + name)
+
+
+def _train(repo: str, model_dir: Path, trees: int) -> None:
+    """The model of the revision in ``repo`` (its own features), trained on the history."""
+    if (model_dir / "manifest.json").exists():
+        return
+    parse_event = _part(repo, "models.events").parse_event
+    train_model = _part(repo, "models.train").train_model
+    lines = (WORK / "history.jsonl").read_bytes().split(b"\n")
+    events = [parse_event(line) for line in lines]
+    train_model(events, model_dir, n_estimators=trees, warmup_days=5, seed=1)
+
+
+def _measure(repo: str, case: str, model_dir: Path) -> dict:
+    """CPU seconds per event of ``handle`` and of a plain JSON decode, in this process."""
     import orjson
 
-    # Revisions before the insiderwatch package named its parts models and stream.
-    prefix = "insiderwatch." if (Path(repo) / "insiderwatch").is_dir() else ""
-
     def part(name: str):
-        return importlib.import_module(prefix + name)
+        return _part(repo, name)
 
     load_model = part("models.artifact").load_model
     Detector = part("models.detector").Detector
@@ -95,7 +106,7 @@ def _measure(repo: str, case: str) -> dict:
     for offset, value in enumerate(values):
         doc = orjson.loads(value)
         messages.append(RawMessage(doc["actor_id"].encode(), value, "events", 0, offset, None))
-    detector = Detector(load_model(WORK / "model"))
+    detector = Detector(load_model(model_dir))
     detector.warm_up()
     tune_collector(freeze_existing=True)  # as the worker does after start-up
     processor = BatchProcessor(detector, Store(), send, send, WorkerMetrics())
@@ -118,9 +129,9 @@ def _measure(repo: str, case: str) -> dict:
     }
 
 
-def _run_child(repo: Path, case: str) -> dict:
+def _run_child(repo: Path, case: str, model_dir: Path) -> dict:
     output = subprocess.run(
-        [sys.executable, __file__, "--child", str(repo), "--case", case],
+        [sys.executable, __file__, "--child", str(repo), "--case", case, "--model", str(model_dir)],
         check=True,
         capture_output=True,
         text=True,
@@ -145,23 +156,43 @@ def main() -> None:
     parser.add_argument("--against", help="git revision to compare with (a worktree is made)")
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--trees", type=int, default=100, help="working tree's forest size")
+    parser.add_argument(
+        "--against-trees", type=int, default=100, help="forest size of the --against revision"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--train-trees", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        print(json.dumps(_measure(args.child, args.case)))
+    if args.child and args.train_trees:
+        _train(args.child, Path(args.model), args.train_trees)
         return
-    if args.repeat < 1:
-        parser.error("--repeat must be at least 1")
+    if args.child:
+        print(json.dumps(_measure(args.child, args.case, Path(args.model))))
+        return
+    if args.repeat < 1 or args.trees < 1 or args.against_trees < 1:
+        parser.error("--repeat, --trees and --against-trees must be at least 1")
     _prepare(args.events)
-    trees = {"working tree": REPO}
+    working_model = WORK / f"model-working-tree-{args.trees}"
+    shutil.rmtree(working_model, ignore_errors=True)  # the working tree changes: retrain
+    trees = {"working tree": (REPO, working_model)}
     if args.against:
-        trees[args.against] = _worktree(args.against)
+        model = WORK / f"model-{args.against}-{args.against_trees}"
+        trees[args.against] = (_worktree(args.against), model)
+    for path, model in trees.values():
+        count = args.trees if path == REPO else args.against_trees
+        subprocess.run(
+            [sys.executable, __file__, "--child", str(path), "--model", str(model)]
+            + ["--train-trees", str(count)],
+            check=True,
+            cwd=path,
+        )
     results: dict = {case: {name: [] for name in trees} for case in CASES}
     for _ in range(args.repeat):
         for case in CASES:
-            for name, path in trees.items():  # alternating, so drift hits both alike
-                results[case][name].append(_run_child(path, case))
+            for name, (path, model) in trees.items():  # alternating: drift hits both alike
+                results[case][name].append(_run_child(path, case, model))
     _report(results, args)
 
 
