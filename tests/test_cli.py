@@ -39,6 +39,13 @@ def run_cli(*args, env=None):
             "--workers must be at least 1",
         ),
         (["evaluate", "--trees", "0"], {}, "--trees must be at least 1"),
+        (["evaluate", "--risk-budget", "-1"], {}, "--risk-budget must be 0 (off) or more"),
+        (["evaluate", "--profiles", "2", "--forest-seeds", "2"], {}, "not both"),
+        (
+            ["train", "--events", "x", "--model-dir", "m", "--risk-budget", "nan"],
+            {},
+            "--risk-budget must be 0 (off) or more",
+        ),
         (["topics", "create", "--broker", "127.0.0.1:1"], {}, "no Kafka broker answers"),
         (["tail", "--broker", "127.0.0.1:1"], {}, "no Kafka broker answers"),
         (["replay", "pyproject.toml", "--broker", "127.0.0.1:1"], {}, "no Kafka broker answers"),

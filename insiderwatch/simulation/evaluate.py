@@ -428,10 +428,11 @@ def run_profiles(config: EvaluationConfig, profiles: int, progress=_no_progress)
             total = classes.setdefault(scenario, [0, 0])
             total[0] += stats["detected"]
             total[1] += stats["instances"]
-    loco = leave_one_class_out(runs, {c: n for c, (_, n) in classes.items()})
+    totals = {c: n for c, (_, n) in classes.items()}
+    loco = leave_one_class_out(runs, totals)
     report = {"config": asdict(config), "profiles": rows, "classes": classes, "loco": loco}
-    (out_dir / "profiles.json").write_text(json.dumps(report, indent=2))
-    return _format_profiles(report) + "\n\n" + format_loco(loco)
+    (out_dir / "profiles.json").write_text(json.dumps(report, indent=2, default=str))
+    return _format_profiles(report) + "\n\n" + format_loco(loco, totals)
 
 
 def run_forest_seeds(config: EvaluationConfig, seeds: int, progress=_no_progress) -> str:

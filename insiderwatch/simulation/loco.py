@@ -122,10 +122,21 @@ def _choose(results: dict, totals: dict[str, int], without: str | None) -> tuple
     return min(RISK_GRID, key=lambda p: (results[p][1], -recall(p)))
 
 
-def leave_one_class_out(runs: list[ProfileRun], totals: dict[str, int]) -> list[dict]:
-    """One row per class: the grid point chosen without it, its recall there, and the worst
-    profile's false-alert actors per 1,000 actor-days at that point."""
+def leave_one_class_out(runs: list[ProfileRun], totals: dict[str, int]) -> dict:
+    """``{"held_out": rows, "grid": rows}``. One held-out row per class: the grid point chosen
+    without it, its recall there, and the worst profile's false-alert actors per 1,000
+    actor-days at that point. One grid row per point: caught instances per class and the
+    worst profile's false-alert actors."""
     results = _grid_results(runs)
+    grid = [
+        {
+            "risk_budget": point[0],
+            "reference_quantile": point[1],
+            "caught": results[point][0],
+            "worst_false_actors_per_1000": results[point][1],
+        }
+        for point in RISK_GRID
+    ]
     rows = []
     for cls, instances in totals.items():
         point = _choose(results, totals, cls)
@@ -140,10 +151,12 @@ def leave_one_class_out(runs: list[ProfileRun], totals: dict[str, int]) -> list[
                 "worst_false_actors_per_1000": worst,
             }
         )
-    return rows
+    return {"held_out": rows, "grid": grid}
 
 
-def format_loco(rows: list[dict]) -> str:
+def format_loco(loco: dict, totals: dict[str, int]) -> str:
+    """The held-out table, then the grid: each point's recall per class and worst profile."""
+    rows = loco["held_out"]
     lines = [
         "leave one class out (entity-risk budget and reference quantile chosen without the "
         f"class; target <= {TARGET_FALSE_ACTORS:g} false-alert actors / 1k in the worst profile)",
@@ -156,5 +169,16 @@ def format_loco(rows: list[dict]) -> str:
             f"{r['class']:<26}{r['caught']:>5}/{r['instances']:<4}{recall:>8.0%}"
             f"{r['risk_budget']:>8g}{r['reference_quantile']:>10g}"
             f"{r['worst_false_actors_per_1000']:>13.2f}"
+        )
+    classes = list(totals)
+    lines += [
+        "",
+        "the grid (caught per class, in the order above; worst profile's false-alert actors/1k)",
+    ]
+    for g in loco["grid"]:
+        caught = " ".join(f"{g['caught'].get(c, 0):>2}/{totals[c]:<2}" for c in classes)
+        lines.append(
+            f"budget {g['risk_budget']:<4g} quantile {g['reference_quantile']:<6g}{caught}"
+            f"{g['worst_false_actors_per_1000']:>9.2f}"
         )
     return "\n".join(lines)
