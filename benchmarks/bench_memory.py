@@ -8,13 +8,19 @@ fixed cost of Python, Faust, numba and the model). Also its events/s in this spa
 where nearly every event is its actor's only one in its micro-batch, and those of the same
 worker with detection taken out (``floor_worker.py``, as in ``bench_pipeline.py``).
 
+With ``--restarts`` it then restarts the worker on the filled store (same data directory and
+consumer group) and times start to ``/ready``: after the clean stop of the fill run, then
+after a ``kill -9``; the reference is the same worker's start to ready on an empty store.
+
 Run: .venv/bin/python benchmarks/bench_memory.py [--actors 100000 --events-per-actor 3]
-[--store rocksdb://] [--profile PATH]
+[--store rocksdb://] [--restarts] [--profile PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 import time
 import uuid
@@ -64,10 +70,12 @@ def _measure(args: argparse.Namespace, broker) -> None:
     _produce(settings, values)
     print(f"pre-filled {settings.topic_events} with {total} events of {args.actors} actors")
 
+    started = time.perf_counter()
     worker = _start_worker(settings, f"worker-{tag}.log")
     profiler = None
     try:
         _wait_ready(6091)
+        empty_ready_s = time.perf_counter() - started
         while (first := _metric(6091, "insiderwatch_events_consumed_total")) < 1:
             time.sleep(0.1)
         start, cpu_start = time.perf_counter(), _process_cpu_s(worker.pid)
@@ -97,6 +105,7 @@ def _measure(args: argparse.Namespace, broker) -> None:
     if profiler is not None:
         profiler.wait(timeout=60)
         print(f"profile of the worker (py-spy, collapsed stacks): {args.profile}")
+    recovery = _recovery(settings, tag) if args.restarts else {}
     floor_rate, floor_cpu_us, _, _ = _run_worker(
         _settings(broker.bootstrap, tag, model_dir, app_tag=f"floor-{tag}", store=args.store),
         f"floor-{tag}.log",
@@ -122,6 +131,14 @@ def _measure(args: argparse.Namespace, broker) -> None:
             f"{floor_cpu_us:.1f} CPU us/event: intake, parse, state load/store, changelog",
         ],
     ]
+    for how, seconds in recovery.items():
+        rows.append(
+            [
+                f"start to ready after a {how}",
+                f"{seconds:.1f} s",
+                f"{actors:,.0f} actors in state; empty store: {empty_ready_s:.1f} s",
+            ]
+        )
     print_table(["measure", "value", "note"], rows)
     path = save(
         "memory",
@@ -136,9 +153,31 @@ def _measure(args: argparse.Namespace, broker) -> None:
             "cpu_us_per_event": cpu_us,
             "floor_events_per_s": floor_rate,
             "floor_cpu_us_per_event": floor_cpu_us,
+            "empty_store_ready_s": empty_ready_s,
+            "ready_s_after": recovery,
         },
     )
     print(f"saved {path}")
+
+
+def _recovery(settings, tag: str) -> dict[str, float]:
+    """Seconds from a worker's start to ``/ready`` on the filled store (same data directory
+    and consumer group): after the clean stop of the fill run, then after a ``kill -9``."""
+    seconds = {}
+    for how in ("clean stop", "kill -9"):
+        started = time.perf_counter()
+        worker = _start_worker(settings, f"restart-{tag}-{how.replace(' ', '')}.log")
+        try:
+            _wait_ready(6091, timeout_s=1800)
+            seconds[how] = time.perf_counter() - started
+            time.sleep(2)
+        finally:
+            if how == "clean stop":
+                os.killpg(worker.pid, signal.SIGKILL)  # the next start recovers from it
+                worker.wait()
+            else:
+                _stop(worker)
+    return seconds
 
 
 def main() -> None:
@@ -150,6 +189,11 @@ def main() -> None:
         "--store", default="memory://", help="table store: memory:// or rocksdb:// (production)"
     )
     parser.add_argument("--profile", metavar="PATH", help="py-spy the worker for 15 s into PATH")
+    parser.add_argument(
+        "--restarts",
+        action="store_true",
+        help="then time start-to-ready on the filled store after a clean stop and a kill -9",
+    )
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     with bench_broker(args.port) as broker:

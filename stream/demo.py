@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -139,9 +140,13 @@ def run_demo(settings: Settings, actors: int = 150, rate: float = 2000.0) -> int
     started_broker = broker.pid() is None
     say(f"kafka {broker.start()}")
     settings = dataclasses.replace(
-        settings, broker=broker.bootstrap, model_dir=str(DEMO_DIR / "model")
+        settings,
+        broker=broker.bootstrap,
+        model_dir=str(DEMO_DIR / "model"),
+        data_dir=str(DEMO_DIR / "worker-data"),
     )
     _reset_topics(settings)
+    shutil.rmtree(settings.data_dir, ignore_errors=True)  # its RocksDB state: of the old topics
     say(
         f"topics {settings.topic_events}, {settings.topic_alerts}, {settings.topic_dlq} are empty and ready"
     )

@@ -42,7 +42,11 @@ SETTINGS_DOC: dict[str, tuple[object, str]] = {
     # the worker waiting on Faust's consumer thread (BENCHMARKS.md, "Pipeline").
     "batch.max.events": (8000, "micro-batch size: events scored together"),
     "batch.max.ms": (50, "longest wait to fill a micro-batch, in milliseconds"),
-    "store": ("memory://", "Faust table store: memory:// (tests) or rocksdb:// (production)"),
+    "store": (
+        "rocksdb://",
+        "Faust table store: rocksdb:// (actor states on local disk under data.dir) or memory:// "
+        "(tests; a restart reads the whole changelog back)",
+    ),
     "data.dir": (".local/worker", "worker data directory (table stores)"),
     "web.host": ("127.0.0.1", "bind address of the worker's web server (health, metrics)"),
     "web.port": (6066, "port of the worker's web server"),

@@ -45,6 +45,7 @@ class Deployment:
             "app.id": f"iw-{self.tag}",
             "model.dir": str(self.model_dir),
             "batch.max.ms": 50,
+            "store": "memory://",  # the tests' default; test_rocksdb_store runs the production one
         }
         if self.scores_topic:
             overrides["topic.scores"] = f"scores-{self.tag}"
