@@ -145,8 +145,9 @@ ROW_LAYOUT_DIGEST = "b286566ff05c1855"
     E_FIELDS_TO,
     E_SUBJECT,
     E_WRITE,
-) = range(16)
-E_WIDTH = 16
+    E_PULSE,
+) = range(17)
+E_WIDTH = 17
 NO_HASH = -1.0  # an absent IP or device (hashes are crc32 values, never negative)
 UNKNOWN_ROLE_CODE = 0  # models.state.UNKNOWN_ROLE's code in every batch
 
@@ -374,6 +375,7 @@ def pack_events(
                 len(field_hashes),
                 event.subject_hash,  # NO_SUBJECT (-1) is NO_HASH
                 1.0 if event.is_write else 0.0,
+                event.role_pulse,
             )
         )
     return (
@@ -765,6 +767,7 @@ def _observe(s, r, e, j, field_hashes, field_rarities, roles, x, xi):  # pragma:
         1.0 if mature and not _is_known(s, r, IPS, N_IPS, e[j, E_IP]) else 0.0,
         1.0 if mature and not _is_known(s, r, DEVICES, N_DEVICES, e[j, E_DEVICE]) else 0.0,
         _keyed_count(s, r, SUBJECTS, N_SUBJECTS, e[j, E_SUBJECT]) if e[j, E_WRITE] != 0.0 else 0.0,
+        e[j, E_PULSE],
     )
     for c in range(N_FEATURES):
         x[xi, c] = values[c]

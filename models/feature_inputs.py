@@ -86,6 +86,8 @@ FEATURE_INPUTS: dict[str, str] = {
     "new_device": "1 if an established actor's device was never seen, else 0",
     "subject_writes_24h": "the actor's writes on this access's subject in the last ~24 h "
     "(decayed), this one included; 0 for a read",
+    "role_pulse": "how far the role's traffic of the last day runs above its usual level "
+    "(ln ratio, models.pulse)",
 }
 
 
@@ -280,4 +282,5 @@ def feature_inputs(
         1.0 if mature and not is_known(state.ips, event.ip_hash) else 0.0,
         1.0 if mature and not is_known(state.devices, event.device_hash) else 0.0,
         subject_writes_24h(state, event),
+        event.role_pulse,
     )

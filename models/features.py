@@ -76,7 +76,7 @@ __all__ = [
 
 # Bump when a feature's definition or the peer-baseline layout changes: a model trained on
 # other features is refused with one sentence instead of failing to load.
-FEATURE_VERSION = 6
+FEATURE_VERSION = 7
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +118,7 @@ FEATURES: tuple[Feature, ...] = (
         "events_10m_vs_actor",
         "ln ratio >= 0",
         "accesses in the last ~10 min above the actor's usual pace",
-        formula="clip(log((1.0 + events_10m) / (1.0 + hour_events_typ / 6.0)))",
+        formula="clip(log((1.0 + events_10m) / (1.0 + hour_events_typ / 6.0)) - role_pulse)",
         describe=phrases.describe_events_10m,
         window_count=True,
     ),
@@ -126,7 +126,7 @@ FEATURES: tuple[Feature, ...] = (
         "records_1h_vs_actor",
         "ln ratio >= 0",
         "records in the last hour above the actor's usual hour",
-        formula="clip(log((1.0 + records_1h) / (1.0 + hour_records_typ)))",
+        formula="clip(log((1.0 + records_1h) / (1.0 + hour_records_typ)) - role_pulse)",
         describe=phrases.describe_records_1h,
         window_count=True,
     ),
@@ -134,7 +134,7 @@ FEATURES: tuple[Feature, ...] = (
         "new_resources_1h_vs_actor",
         "ln ratio >= 0",
         "distinct, not recently seen records in the last hour above the actor's usual hour",
-        formula="clip(log((1.0 + new_resources_1h) / (1.0 + hour_events_typ)))",
+        formula="clip(log((1.0 + new_resources_1h) / (1.0 + hour_events_typ)) - role_pulse)",
         describe=phrases.describe_new_resources_1h,
         window_count=True,
     ),
@@ -142,7 +142,8 @@ FEATURES: tuple[Feature, ...] = (
         "no_ticket_1h_vs_actor",
         "ln ratio >= 0",
         "accesses without a ticket in the last hour above the actor's usual share",
-        formula="clip(log((1.0 + no_ticket_1h) / (1.0 + events_1h * no_ticket_share)))",
+        formula="clip(log((1.0 + no_ticket_1h) / (1.0 + events_1h * no_ticket_share))"
+        " - role_pulse)",
         describe=phrases.describe_no_ticket_1h,
         window_count=True,
     ),
@@ -168,7 +169,8 @@ FEATURES: tuple[Feature, ...] = (
         "no_ticket_24h_vs_actor",
         "ln ratio >= 0",
         "accesses without a ticket in the last day above the actor's usual day",
-        formula="clip(log((1.0 + no_ticket_24h) / (1.0 + day_events_typ * no_ticket_share)))",
+        formula="clip(log((1.0 + no_ticket_24h) / (1.0 + day_events_typ * no_ticket_share))"
+        " - role_pulse)",
         describe=phrases.describe_no_ticket_24h,
         window_count=True,
     ),
@@ -230,7 +232,7 @@ FEATURES: tuple[Feature, ...] = (
         "ln ratio >= 0",
         "accesses of this kind (action, resource type) in the last day above the actor's usual "
         "daily count of them",
-        formula="clip(log((1.0 + pair_count_24h) / (1.0 + day_events_typ * p_pair)))",
+        formula="clip(log((1.0 + pair_count_24h) / (1.0 + day_events_typ * p_pair)) - role_pulse)",
         describe=phrases.describe_pair_24h,
     ),
     Feature(

@@ -1,8 +1,8 @@
 """Peer baselines: what is normal for each ``actor_role``, learned once at training time.
 
 The profiles are frozen into the model artifact, so the stream and an offline replay see the
-same peer baseline and therefore compute the same features (a live per-role aggregate would
-need a cross-partition shuffle and would make replays non-reproducible).
+same peer baseline and therefore compute the same features. The one live per-role aggregate,
+the role pulse (:mod:`insiderwatch.models.pulse`), keeps only its usual level here.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 from insiderwatch.models.events import AccessEvent, pair_key
+from insiderwatch.models.pulse import fit_usual
 
 __all__ = ["RoleProfile", "PeerBaseline", "build_peer_baseline", "pair_key", "GLOBAL_ROLE"]
 
@@ -57,6 +58,8 @@ class RoleProfile:
     # Probability of anything the role never did in training: below that of anything it did
     # once (a fixed floor would rank "never" above "once" for a busy role).
     unseen_p: float = PROBABILITY_FLOOR
+    # The role's usual events in a trailing day (models.pulse); 0: the role has no pulse.
+    pulse_usual: float = 0.0
 
     def pair_probability(self, pair: str) -> float:
         """Share of the role's accesses that are ``pair`` (see :func:`pair_key`)."""
@@ -84,6 +87,14 @@ class PeerBaseline:
             zlib.crc32(pair.encode()): pair
             for profile in self.roles.values()
             for pair in profile.pair_p
+        }
+
+    def pulse_usual(self) -> dict[str, float]:
+        """Role -> usual trailing count, for the roles that have a pulse (models.pulse)."""
+        return {
+            role: profile.pulse_usual
+            for role, profile in self.roles.items()
+            if profile.pulse_usual > 0.0
         }
 
     def to_json(self) -> dict:
@@ -124,6 +135,7 @@ def build_peer_baseline(events: Iterable[AccessEvent]) -> PeerBaseline:
     actor_day_events: Counter = Counter()
     actor_day_records: Counter = Counter()
     actor_roles: dict[str, str] = {}
+    hour_counts: dict[str, Counter] = defaultdict(Counter)
 
     for event in events:
         for role in (event.actor_role, GLOBAL_ROLE):
@@ -140,6 +152,7 @@ def build_peer_baseline(events: Iterable[AccessEvent]) -> PeerBaseline:
         actor_day_events[day_key] += 1
         actor_day_records[day_key] += event.record_count
         actor_roles[event.actor_id] = event.actor_role
+        hour_counts[event.actor_role][int(event.ts // 3600)] += 1
 
     day_events_by_role: dict[str, list[float]] = defaultdict(list)
     day_records_by_role: dict[str, list[float]] = defaultdict(list)
@@ -151,6 +164,7 @@ def build_peer_baseline(events: Iterable[AccessEvent]) -> PeerBaseline:
     actor_counts = Counter(actor_roles.values())
     actor_counts[GLOBAL_ROLE] = len(actor_roles)
 
+    pulse_usual = fit_usual(hour_counts, actor_counts)
     roles = {}
     for role in totals:
         roles[role] = RoleProfile(
@@ -166,6 +180,7 @@ def build_peer_baseline(events: Iterable[AccessEvent]) -> PeerBaseline:
                 k: (v + 0.5) / (totals[role] + 1.0) for k, v in sorted(field_counts[role].items())
             },
             unseen_p=min(PROBABILITY_FLOOR, 0.5 / (totals[role] + 1.0)),
+            pulse_usual=pulse_usual.get(role, 0.0),
         )
     if GLOBAL_ROLE not in roles:
         roles[GLOBAL_ROLE] = RoleProfile(0, {}, [1 / 24] * 24, [1 / 7] * 7, 0.0, 0.0, 0.0, 1.0, {})

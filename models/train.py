@@ -24,6 +24,7 @@ from insiderwatch.models.forest import ForestArrays, export_forest, path_attribu
 from insiderwatch.models.incidents import DEFAULT_ALERT_BUDGET, IncidentSettings
 from insiderwatch.models.manifest import ForestSettings, Manifest, Risk, Sustained, Window
 from insiderwatch.models.peers import PeerBaseline, build_peer_baseline
+from insiderwatch.models.pulse import count_events, set_pulses
 from insiderwatch.models.risk import (
     DEFAULT_RISK_BUDGET,
     RISK_TAU_DAY_S,
@@ -314,6 +315,7 @@ def train_model(
         raise ValueError(f"need at least 100 valid events to train, got {len(events)}")
     incident = incident or IncidentSettings()
     peers = build_peer_baseline(events)
+    set_pulses(events, count_events(events), peers.pulse_usual())
     x_all = featurize_history(events, peers, progress)
     ts_all = np.fromiter((e.ts for e in events), dtype=np.float64, count=len(events))
     warm = _after_warmup(ts_all, warmup_days)

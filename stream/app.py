@@ -24,7 +24,8 @@ from insiderwatch.stream.intake import BatchIntake, IntakeBatch
 from insiderwatch.stream.logs import logging_config
 from insiderwatch.stream.metrics import WorkerMetrics
 from insiderwatch.stream.processing import BatchProcessor, measure_in_slices
-from insiderwatch.stream.security import faust_credentials
+from insiderwatch.stream.pulse import PulseReader
+from insiderwatch.stream.security import faust_credentials, kafka_python_security
 from insiderwatch.stream.settings import Settings
 
 __all__ = ["ActorStateTable", "Worker", "new_app"]
@@ -37,6 +38,7 @@ log = logging.getLogger("insiderwatch")
 # on both stores (the running total of writes has not seen states recovered after a restart).
 _VALUES_PER_SLICE = 20_000
 RECOUNT_INTERVAL_S = 300.0
+PULSE_LOAD_TIMEOUT_S = 30.0
 
 
 def new_app(settings: Settings) -> BatchingApp:
@@ -172,6 +174,8 @@ class Worker:
         self.scores_topic = (
             app.topic(settings.topic_scores, **raw) if settings.topic_scores else None
         )
+        self.pulse_topic = app.topic(settings.topic_pulse, **raw)
+        self._pulse_reader: PulseReader | None = None
         # Same wiring as app.Table(...), with our table class (app.conf.Table is app-wide).
         self.actor_state: ActorStateTable = app.tables.add(
             ActorStateTable(
@@ -221,6 +225,7 @@ class Worker:
                 self.metrics,
                 self.settings.alert_format,
                 send_score=self._sender(self.scores_topic) if self.scores_topic else None,
+                send_pulse=self._sender(self.pulse_topic),
             )
         return self._processor
 
@@ -246,6 +251,7 @@ class Worker:
         app, settings = self.app, self.settings
         app.topics.add(stream.channel)
         self.processor()  # load the model before the first batch
+        await self._read_pulse_topic()
         first_batch = True
         async for batches in app.intake.batches(
             settings.batch_max_events, settings.batch_max_ms / 1000
@@ -267,6 +273,37 @@ class Worker:
                 task = asyncio.ensure_future(self.recount_actor_states())
                 self._background.add(task)  # the loop keeps only a weak reference to a task
                 task.add_done_callback(self._background.discard)
+
+    async def _read_pulse_topic(self) -> None:
+        """Start following the pulse topic (stream/pulse.py) and wait until what it held at
+        start is read: counts that other workers, or this one before a restart, published."""
+        from aiokafka import AIOKafkaConsumer
+
+        if self._pulse_reader is not None:  # the agent restarted: the reader still runs
+            return
+        settings = self.settings
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.broker,
+            group_id=None,
+            enable_auto_commit=False,
+            client_id=f"{settings.app_id}-pulse",
+            **kafka_python_security(settings),
+        )
+        reader = self._pulse_reader = PulseReader(
+            consumer, settings.topic_pulse, self.processor().pulse
+        )
+        task = asyncio.ensure_future(reader.run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        try:
+            await asyncio.wait_for(reader.loaded.wait(), PULSE_LOAD_TIMEOUT_S)
+        except TimeoutError:
+            log.warning(
+                "insiderwatch worker: the pulse topic %r was not read within %.0f s; scoring "
+                "with the counts read so far (pulses may differ from a replay until it is)",
+                settings.topic_pulse,
+                PULSE_LOAD_TIMEOUT_S,
+            )
 
     def _of_this_generation(self, batches: list[IntakeBatch]) -> list[IntakeBatch]:
         """The batches fetched in the current consumer generation; the others are untracked:
@@ -395,7 +432,8 @@ class Worker:
             return view.json(body, status=200 if body["ready"] else 503)
 
     def readiness(self) -> dict[str, Any]:
-        """``/ready``: partitions assigned, tables recovered and the model loaded."""
+        """``/ready``: partitions assigned, tables recovered, the model loaded and the pulse
+        topic read."""
         app = self.app
         assigned = sorted(
             tp.partition
@@ -408,10 +446,14 @@ class Worker:
             app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set()
         )
         processor = self._processor
+        pulse = self._pulse_reader
+        pulse_loaded = pulse is not None and pulse.loaded.is_set()
         return {
-            "ready": processor is not None and bool(assigned) and not recovering,
+            "ready": processor is not None and bool(assigned) and not recovering and pulse_loaded,
             "model_version": processor.detector.model.version if processor else None,
             "partitions": assigned,
+            "pulse_loaded": pulse_loaded,
+            "pulse_records_unreadable": processor.pulse.unreadable if processor else 0,
         }
 
     async def banner(self) -> None:

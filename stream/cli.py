@@ -133,7 +133,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
     names = (s.topic_events, s.topic_alerts, s.topic_dlq)
     print(
         f"topics: {', '.join(names)} ready on {s.broker} ({len(created)} created, "
-        f"{s.topic_partitions} partitions each)"
+        f"{s.topic_partitions} partitions each); role pulse on {s.topic_pulse} (compacted)"
     )
     return 0
 

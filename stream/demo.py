@@ -59,6 +59,7 @@ def _reset_topics(settings: Settings) -> None:
             settings.topic_events,
             settings.topic_alerts,
             settings.topic_dlq,
+            settings.topic_pulse,
             f"{settings.app_id}-actor-state-changelog",
         ]
         existing = [n for n in names if n in set(admin.list_topics())]

@@ -16,8 +16,10 @@ import orjson
 from insiderwatch.models.detector import Detector, rfc3339
 from insiderwatch.models.duplicates import CONFLICT, DUPLICATE, DuplicateCheck, duplicate_id_problem
 from insiderwatch.models.events import AccessEvent, InvalidEvent, parse_event
+from insiderwatch.models.pulse import count_events
 from insiderwatch.models.state import ActorState, stable_hash
 from insiderwatch.stream.formats import format_alert
+from insiderwatch.stream.pulse import PulseTable
 from insiderwatch.stream.records import dead_letter_record
 
 __all__ = ["OfflineResult", "score_files", "read_jsonl", "shard_of"]
@@ -64,26 +66,35 @@ def score_files(
     rather than in input order.
     """
     detected_at = rfc3339(datetime.now(UTC).timestamp())
+    usual = detector.model.peers.pulse_usual()
+    # The role pulse counts the whole input first (models.pulse), as the stream's workers
+    # between them count the whole topic.
+    pulse = _count_input(paths, usual) if usual else None
+    outputs = (out_path, all_scores_path, dlq_path)
     if workers <= 1:
         return _score_shard(
-            detector,
-            paths,
-            0,
-            1,
-            (out_path, all_scores_path, dlq_path),
-            alert_format,
-            progress,
-            detected_at,
+            detector, paths, 0, 1, outputs, alert_format, progress, detected_at, pulse
         )
     return _score_in_parallel(
-        detector,
-        paths,
-        workers,
-        (out_path, all_scores_path, dlq_path),
-        alert_format,
-        progress,
-        detected_at,
+        detector, paths, workers, outputs, alert_format, progress, detected_at, pulse
     )
+
+
+def _count_input(paths: list[str], usual: dict[str, float]) -> PulseTable:
+    """The role pulse's counts of every valid event of ``paths``, as the worker counts the
+    topic's records (duplicates included: each is a record of its own)."""
+    table = PulseTable(usual)
+    events: list[AccessEvent] = []
+    for path in paths:
+        for _, raw in read_jsonl(path):
+            parsed = parse_event(raw)
+            if isinstance(parsed, AccessEvent):
+                events.append(parsed)
+            if len(events) >= CHUNK:
+                count_events(events, table.totals)
+                events.clear()
+    count_events(events, table.totals)
+    return table
 
 
 def shard_of(raw: bytes, shards: int) -> int:
@@ -110,12 +121,23 @@ def _score_forked_shard(shard: int) -> OfflineResult:
     c = _FORK_CONTEXT
     outputs = tuple(f"{path}.part{shard}" if path else None for path in c["outputs"])
     return _score_shard(
-        c["detector"], c["paths"], shard, c["shards"], outputs, c["format"], None, c["at"]
+        c["detector"],
+        c["paths"],
+        shard,
+        c["shards"],
+        outputs,
+        c["format"],
+        None,
+        c["at"],
+        c["pulse"],
     )
 
 
-def _score_in_parallel(detector, paths, workers, outputs, alert_format, progress, detected_at):
+def _score_in_parallel(
+    detector, paths, workers, outputs, alert_format, progress, detected_at, pulse
+):
     _FORK_CONTEXT.update(
+        pulse=pulse,
         detector=detector,
         paths=paths,
         shards=workers,
@@ -162,8 +184,10 @@ def _score_shard(
     alert_format: str,
     progress,
     detected_at: str,
+    pulse: PulseTable | None = None,
 ) -> OfflineResult:
-    """Score the lines of ``paths`` that belong to ``shard`` of ``shards``."""
+    """Score the lines of ``paths`` that belong to ``shard`` of ``shards`` (``pulse``: the
+    role pulse's counts of the whole input, or None when the model has no pulse)."""
     out_path, all_scores_path, dlq_path = outputs
     with contextlib.ExitStack() as files:
         scorer = _ShardScorer(
@@ -174,6 +198,7 @@ def _score_shard(
             alert_format,
             progress,
             detected_at,
+            pulse,
         )
         for path in paths:
             for line_number, raw in read_jsonl(path):
@@ -188,8 +213,9 @@ class _ShardScorer:
     dead-lettered or set aside as duplicates, and scored in chunks of :data:`CHUNK`."""
 
     def __init__(
-        self, detector, out, scores_out, dlq_out, alert_format, progress, detected_at
+        self, detector, out, scores_out, dlq_out, alert_format, progress, detected_at, pulse
     ) -> None:
+        self.pulse: PulseTable | None = pulse
         self.detector, self.alert_format = detector, alert_format
         self.out, self.scores_out, self.dlq_out = out, scores_out, dlq_out
         self.progress, self.detected_at = progress, detected_at
@@ -221,6 +247,8 @@ class _ShardScorer:
         buffer, result = self.buffer, self.result
         if not buffer:
             return
+        if self.pulse is not None:
+            self.pulse.set_pulses(buffer)
         outcome = self.detector.process(buffer, self.states, self.detected_at)
         self.recent_ids.settle()
         for alert in outcome.alerts:

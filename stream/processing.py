@@ -31,6 +31,7 @@ from insiderwatch.models.events import (
 from insiderwatch.models.state import ActorState, state_from_bytes, state_to_bytes
 from insiderwatch.stream.formats import format_alert
 from insiderwatch.stream.metrics import WorkerMetrics, observe_many
+from insiderwatch.stream.pulse import PulseTable
 from insiderwatch.stream.records import bounded_key, dead_letter_record, score_record
 
 __all__ = [
@@ -108,6 +109,8 @@ class _SortedBatch:
     applied: dict[str, tuple[int, int]] = field(default_factory=dict)  # stored input position
     stored_bytes: dict[str, int] = field(default_factory=dict)
     position_of: dict[str, tuple[int, int]] = field(default_factory=dict)  # last scored record
+    counted: list[AccessEvent] = field(default_factory=list)  # every valid event: the pulse
+    counted_at: list[tuple[int, int]] = field(default_factory=list)  # their input positions
     replayed: int = 0
     duplicates: int = 0
     duplicate_check: DuplicateCheck = field(init=False)
@@ -175,8 +178,13 @@ class BatchProcessor:
         metrics: WorkerMetrics,
         alert_format: str = "native",
         send_score: Send | None = None,
+        pulse: PulseTable | None = None,
+        send_pulse: Send | None = None,
     ) -> None:
         self.send_score = send_score
+        # The role pulse (stream/pulse.py): counted here, published with send_pulse.
+        self.pulse = pulse if pulse is not None else PulseTable(detector.model.peers.pulse_usual())
+        self.send_pulse = send_pulse
         # Actor id -> (stored bytes, decoded state, partition, offset) of the last write, so a
         # busy actor's state is not decoded again every batch. Entries are taken out while a
         # batch runs (a failed batch leaves none behind) and only used when the table still
@@ -201,6 +209,7 @@ class BatchProcessor:
         self.metrics.model_info.clear()
         self.metrics.model_info.labels(version=detector.model.version).set(1)
         self.detector = detector
+        self.pulse.use_model(detector.model.peers.pulse_usual())
 
     async def _dead_letter(
         self, message: ConsumedRecord, problem: InvalidEvent, detected_at: str
@@ -318,6 +327,7 @@ class BatchProcessor:
         self.metrics.consumed.inc(len(messages))
         pending: list = []  # delivery futures that must resolve before state is written
         batch = await self._sort_out(messages, detected_at, pending)
+        await self._count_pulse(batch, pending)
         outcome = await self._score(batch, detected_at, pending)
         await self._send_alerts(outcome, batch.messages, detected_at, pending)
         await self._send_scores(outcome, batch.messages)
@@ -328,6 +338,17 @@ class BatchProcessor:
             self.last_offset[message.partition] = message.offset
         self._observe(outcome, messages, now, started)
         return len(outcome.alerts)
+
+    async def _count_pulse(self, batch: _SortedBatch, pending: list) -> None:
+        """Count the batch's events into the role pulse, publish the changed counts (acknowledged
+        before the offsets are committed: see :meth:`PulseTable.count`), then give every event
+        to score its pulse: this batch's own counts included, as offline counts the whole
+        input."""
+        records = self.pulse.count(batch.counted, batch.counted_at)
+        if self.send_pulse is not None:
+            for key, value in records:
+                pending.append(await self.send_pulse(key, value))
+        self.pulse.set_pulses(batch.events)
 
     async def _sort_out(
         self, messages: Sequence[ConsumedRecord], detected_at: str, pending: list
@@ -356,6 +377,8 @@ class BatchProcessor:
             if isinstance(event, InvalidEvent):
                 pending.append(await self._dead_letter(message, event, detected_at))
                 continue
+            batch.counted.append(event)
+            batch.counted_at.append(position)
             actor_id = event.actor_id
             if message.key is not None and message.key != actor_id.encode():
                 self.metrics.key_mismatch.inc()

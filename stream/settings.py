@@ -31,6 +31,11 @@ SETTINGS_DOC: dict[str, tuple[object, str]] = {
         "",
         "optional topic with every event's verdict (score, flagged, source offset); empty = off",
     ),
+    "topic.pulse": (
+        "insiderwatch-pulse",
+        "compacted topic of each role's events per hour, which every worker feeds and reads "
+        "whole (the role pulse)",
+    ),
     "topic.partitions": (6, "partitions of the events topic (the unit of scale-out)"),
     "topic.replication": (1, "replication factor for created topics"),
     "app.id": (
@@ -104,6 +109,7 @@ class Settings:
     topic_alerts: str
     topic_dlq: str
     topic_scores: str
+    topic_pulse: str
     topic_partitions: int
     topic_replication: int
     app_id: str

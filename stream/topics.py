@@ -136,6 +136,9 @@ def admin_client(settings: Settings, timeout_ms: int = 5000) -> KafkaAdminClient
         )
 
 
+PULSE_RETENTION_MS = 7 * 86_400_000
+
+
 def _specs(settings: Settings) -> list[NewTopic]:
     r = settings.topic_replication
     specs = [
@@ -145,11 +148,26 @@ def _specs(settings: Settings) -> list[NewTopic]:
     ]
     if settings.topic_scores:
         specs.append(NewTopic(settings.topic_scores, settings.topic_partitions, r))
+    # One partition: a small table that every worker reads whole, in one order. Compacted:
+    # only each (partition, hour, role)'s latest count matters; deleted after 7 days, long
+    # after the pulse last reads an hour.
+    specs.append(
+        NewTopic(
+            settings.topic_pulse,
+            1,
+            r,
+            topic_configs={
+                "cleanup.policy": "compact,delete",
+                "retention.ms": str(PULSE_RETENTION_MS),
+            },
+        )
+    )
     return specs
 
 
 def create_topics(settings: Settings) -> list[str]:
-    """Create the events, alerts and DLQ topics (existing ones are left as they are)."""
+    """Create the events, alerts, DLQ and pulse topics, and the scores topic when set
+    (existing ones are left as they are)."""
     admin = admin_client(settings)
     try:
         existing = set(admin.list_topics())

@@ -84,6 +84,8 @@ def _edge_traffic(seed: int = 11) -> list:
         parse_event(orjson.dumps({k: v for k, v in d.items() if v is not None})) for d in merged
     ]
     assert all(hasattr(e, "ts") for e in events)
+    for event in events:  # the role pulse (models.pulse) is an input of both paths
+        event.role_pulse = rng.choice([0.0, 0.0, 0.0, 0.25, 1.0986])
     edge = [e.ts for e in events if e.actor_id == "edge"]
     latest = list(itertools.accumulate(edge, max))
     behind = [latest[i - 1] - ts for i, ts in enumerate(edge) if i and ts < latest[i - 1]]

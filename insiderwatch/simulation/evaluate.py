@@ -24,6 +24,7 @@ from insiderwatch.models.artifact import load_model
 from insiderwatch.models.detector import Detector
 from insiderwatch.models.events import AccessEvent, parse_event
 from insiderwatch.models.incidents import DEFAULT_ALERT_BUDGET
+from insiderwatch.models.pulse import count_events, set_pulses
 from insiderwatch.models.risk import DEFAULT_RISK_BUDGET
 from insiderwatch.models.state import ActorState
 from insiderwatch.models.train import (
@@ -216,6 +217,7 @@ def _simulate_train_score(
     detector = Detector(model)
     states: dict[str, ActorState] = {}
     ordered = history + scored  # events are in time order: the history is a prefix
+    set_pulses(ordered, count_events(ordered), model.peers.pulse_usual())  # as offline score
     replay = Replay(np.empty(len(ordered)), np.zeros(len(ordered), dtype=bool), docs, split_ts)
     alerts = []
     with progress("evaluate: score history + scored days", len(ordered)) as advance:

@@ -41,6 +41,7 @@ class Deployment:
             "topic.events": f"events-{self.tag}",
             "topic.alerts": f"alerts-{self.tag}",
             "topic.dlq": f"dlq-{self.tag}",
+            "topic.pulse": f"pulse-{self.tag}",
             "topic.partitions": self.partitions,
             "app.id": f"iw-{self.tag}",
             "model.dir": str(self.model_dir),

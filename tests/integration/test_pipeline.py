@@ -98,6 +98,8 @@ def test_every_event_is_scored_or_dead_lettered_and_alerts_match_offline(
         positions = deployment.produce(values)
         malformed = {positions[i] for i, (key, _) in enumerate(values) if key is None}
         worker.wait_metric("insiderwatch_events_consumed_total", 1000)
+        # consumed counts a batch as it starts; scored and dead-lettered once it is done
+        worker.wait_metric("insiderwatch_events_scored_total", 980)
         scored = worker.metric("insiderwatch_events_scored_total")
         dead = worker.metric("insiderwatch_events_dead_lettered_total")
         report(f"\n[count] produced=1000 scored={scored:.0f} dlq={dead:.0f}")

@@ -81,6 +81,8 @@ def test_worker_authenticates_and_scores_over_sasl_ssl(
         values = _events()
         deployment.produce(values)
         worker.wait_metric("insiderwatch_events_consumed_total", len(values))
+        # consumed counts a batch as it starts; scored and dead-lettered once it is done
+        worker.wait_metric("insiderwatch_events_scored_total", len(values) - 20)
         scored = worker.metric("insiderwatch_events_scored_total")
         dead = worker.metric("insiderwatch_events_dead_lettered_total")
         alerts = deployment.read_topic(deployment.settings.topic_alerts)
