@@ -10,7 +10,7 @@ from __future__ import annotations
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from insiderwatch.models.events import AccessEvent, pair_key
 from insiderwatch.models.pulse import fit_usual
@@ -58,8 +58,8 @@ class RoleProfile:
     # Probability of anything the role never did in training: below that of anything it did
     # once (a fixed floor would rank "never" above "once" for a busy role).
     unseen_p: float = PROBABILITY_FLOOR
-    # The role's usual events in a trailing day (models.pulse); 0: the role has no pulse.
-    pulse_usual: float = 0.0
+    # The role's usual events per hour of the week (models.pulse); empty: no pulse.
+    pulse_week: list[float] = field(default_factory=list)
 
     def pair_probability(self, pair: str) -> float:
         """Share of the role's accesses that are ``pair`` (see :func:`pair_key`)."""
@@ -89,12 +89,10 @@ class PeerBaseline:
             for pair in profile.pair_p
         }
 
-    def pulse_usual(self) -> dict[str, float]:
-        """Role -> usual trailing count, for the roles that have a pulse (models.pulse)."""
+    def pulse_usual(self) -> dict[str, list[float]]:
+        """Role -> usual week, for the roles that have a pulse (models.pulse)."""
         return {
-            role: profile.pulse_usual
-            for role, profile in self.roles.items()
-            if profile.pulse_usual > 0.0
+            role: profile.pulse_week for role, profile in self.roles.items() if profile.pulse_week
         }
 
     def to_json(self) -> dict:
@@ -180,7 +178,7 @@ def build_peer_baseline(events: Iterable[AccessEvent]) -> PeerBaseline:
                 k: (v + 0.5) / (totals[role] + 1.0) for k, v in sorted(field_counts[role].items())
             },
             unseen_p=min(PROBABILITY_FLOOR, 0.5 / (totals[role] + 1.0)),
-            pulse_usual=pulse_usual.get(role, 0.0),
+            pulse_week=pulse_usual.get(role, []),
         )
     if GLOBAL_ROLE not in roles:
         roles[GLOBAL_ROLE] = RoleProfile(0, {}, [1 / 24] * 24, [1 / 7] * 7, 0.0, 0.0, 0.0, 1.0, {})

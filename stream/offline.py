@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -57,6 +57,7 @@ def score_files(
     alert_format: str = "native",
     progress=None,
     workers: int = 1,
+    recorded_pulses: Mapping[str, float] | None = None,
 ) -> OfflineResult:
     """Score ``paths`` in the given order; write alerts (JSONL) to ``out_path``.
 
@@ -64,12 +65,20 @@ def score_files(
     the stream, and scored in that many forked processes (per-actor state makes the split
     exact: the same scores and alert ids as one process). Outputs are then grouped by worker
     rather than in input order.
+
+    ``recorded_pulses`` (event id -> role pulse, as the worker's scores topic records them)
+    replaces counting the input: it replays a stream run with the pulses it scored with, to
+    audit one whose partitions did not keep pace (``docs/operations.md``, "Role pulse").
     """
     detected_at = rfc3339(datetime.now(UTC).timestamp())
     usual = detector.model.peers.pulse_usual()
     # The role pulse counts the whole input first (models.pulse), as the stream's workers
     # between them count the whole topic.
-    pulse = _count_input(paths, usual) if usual else None
+    pulse: PulseTable | _RecordedPulses | None = None
+    if recorded_pulses is not None:
+        pulse = _RecordedPulses(recorded_pulses)
+    elif usual:
+        pulse = _count_input(paths, usual)
     outputs = (out_path, all_scores_path, dlq_path)
     if workers <= 1:
         return _score_shard(
@@ -80,7 +89,7 @@ def score_files(
     )
 
 
-def _count_input(paths: list[str], usual: dict[str, float]) -> PulseTable:
+def _count_input(paths: list[str], usual: dict[str, list[float]]) -> PulseTable:
     """The role pulse's counts of every valid event of ``paths``, as the worker counts the
     topic's records (duplicates included: each is a record of its own)."""
     table = PulseTable(usual)
@@ -111,6 +120,17 @@ def shard_of(raw: bytes, shards: int) -> int:
         return 0
     actor = doc.get("actor_id") if isinstance(doc, dict) else None
     return stable_hash(actor) % shards if isinstance(actor, str) else 0
+
+
+@dataclass(frozen=True)
+class _RecordedPulses:
+    """Pulses recorded by a stream run, by event id (see :func:`score_files`)."""
+
+    by_event: Mapping[str, float]
+
+    def set_pulses(self, events: list[AccessEvent]) -> None:
+        for event in events:
+            event.role_pulse = self.by_event.get(event.event_id, 0.0)
 
 
 # What a forked worker needs; set in the parent just before forking (never pickled).
@@ -184,7 +204,7 @@ def _score_shard(
     alert_format: str,
     progress,
     detected_at: str,
-    pulse: PulseTable | None = None,
+    pulse: PulseTable | _RecordedPulses | None = None,
 ) -> OfflineResult:
     """Score the lines of ``paths`` that belong to ``shard`` of ``shards`` (``pulse``: the
     role pulse's counts of the whole input, or None when the model has no pulse)."""
@@ -215,7 +235,7 @@ class _ShardScorer:
     def __init__(
         self, detector, out, scores_out, dlq_out, alert_format, progress, detected_at, pulse
     ) -> None:
-        self.pulse: PulseTable | None = pulse
+        self.pulse: PulseTable | _RecordedPulses | None = pulse
         self.detector, self.alert_format = detector, alert_format
         self.out, self.scores_out, self.dlq_out = out, scores_out, dlq_out
         self.progress, self.detected_at = progress, detected_at

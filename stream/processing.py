@@ -502,7 +502,9 @@ class BatchProcessor:
         for event, value, flagged, message in zip(
             outcome.events, outcome.scores, outcome.flagged, messages, strict=True
         ):
-            await self._send_score_of(message, event, score=value, flagged=flagged)
+            await self._send_score_of(
+                message, event, score=value, flagged=flagged, pulse=event.role_pulse
+            )
 
     async def _store_states(self, batch: _SortedBatch) -> None:
         """Write each actor's state once, with the input position it now reflects."""

@@ -15,7 +15,7 @@ Counts are published before the batch's input offsets are committed, so none is 
 counted (``insiderwatch_pulse_records_unreadable_total``): it is the worker's own
 bookkeeping, not an access event.
 
-Stale bound: an event in hour ``H`` reads hours up to ``H - 3``. The stream gives the offline
+Stale bound: an event in hour ``H`` reads hours ``H - 8 .. H - 3``. The stream gives the offline
 value (:func:`insiderwatch.models.pulse.count_events` over the whole input) when every
 partition's records of those hours have been counted, here or by another worker, before the
 event is scored: while no partition trails another by more than
@@ -40,6 +40,8 @@ from insiderwatch.models.pulse import (
     hour_of,
     set_pulses,
 )
+
+Usual = Mapping[str, Sequence[float]]
 
 __all__ = ["PulseTable", "PulseReader", "pulse_record", "KEEP_HOURS"]
 
@@ -67,20 +69,20 @@ class PulseTable:
     Only roles that have a pulse in the model are counted (``usual``): that bounds the
     table by the model's roles, whatever roles the input names.
 
-    >>> table = PulseTable({"support": 2.0})
+    >>> table = PulseTable({"support": [5.0] * 168})
     >>> events = [AccessEvent(event_id=str(i), timestamp=f"2026-01-01T0{h}:00:00Z", actor_id="a",
     ...                       action="v", resource_type="r", actor_role="support")
-    ...           for i, h in enumerate((0, 0, 0, 4))]
-    >>> published = table.count(events, [(0, i) for i in range(4)])
+    ...           for i, h in enumerate([0] * 60 + [4])]
+    >>> published = table.count(events, [(0, i) for i in range(61)])
     >>> sorted(key for key, _ in published)
     [b'0/490896/support', b'0/490900/support']
-    >>> table.set_pulses(events); round(events[3].role_pulse, 4)
-    0.4055
+    >>> table.set_pulses(events); round(events[-1].role_pulse, 4)
+    0.5978
     >>> table.count(events[:1], [(0, 0)])  # offset 0 of partition 0 is already counted
     []
     """
 
-    def __init__(self, usual: Mapping[str, float]) -> None:
+    def __init__(self, usual: Usual) -> None:
         self.usual = dict(usual)
         self.totals = HourlyCounts()
         self._counts: dict[tuple[int, int, str], int] = {}  # (partition, hour, role) -> events
@@ -89,7 +91,7 @@ class PulseTable:
         self._forgotten_before = 0
         self.unreadable = 0
 
-    def use_model(self, usual: Mapping[str, float]) -> None:
+    def use_model(self, usual: Usual) -> None:
         """A reloaded model: its roles' pulses from now on (counts kept)."""
         self.usual = dict(usual)
 

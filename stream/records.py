@@ -110,7 +110,8 @@ def score_record(
     event_id: str, actor_id: str, partition: int, offset: int, **verdict: object
 ) -> bytes:
     """JSON score record of one consumed event (``--scores-topic``): its ids, its origin and
-    the verdict (``score`` and ``flagged``, or ``replayed: true``, or ``duplicate: true``).
+    the verdict (``score``, ``flagged`` and the role ``pulse`` it was scored with, or
+    ``replayed: true``, or ``duplicate: true``).
     Ids come from a parsed event, so at most 256 characters each.
 
     >>> score_record("e1", "a1", 0, 7, duplicate=True)

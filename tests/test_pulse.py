@@ -14,6 +14,7 @@ from insiderwatch.models.pulse import (
     PULSE_CAP,
     HourlyCounts,
     count_events,
+    expected_in_window,
     fit_usual,
     pulse,
     set_pulses,
@@ -38,62 +39,58 @@ def _event(hour: int, role: str = "support", actor: str = "a", n: int = 0) -> Ac
     return event
 
 
-def test_pulse_is_the_log_ratio_above_usual_capped():
-    assert pulse(100.0, 100.0) == 0.0
+def test_pulse_is_the_log_ratio_past_a_dead_zone_capped():
+    assert pulse(110.0, 100.0) == 0.0  # within 10 %: noise
     assert pulse(50.0, 100.0) == 0.0
-    assert pulse(150.0, 100.0) == pytest.approx(math.log(1.5))
+    assert pulse(198.0, 100.0) == pytest.approx(math.log(1.8))
     assert pulse(1e6, 100.0) == PULSE_CAP == pytest.approx(math.log(3.0))
-    assert pulse(1e6, 0.0) == 0.0  # a role without a usual level has no pulse
+    assert pulse(1e6, 19.0) == 0.0  # a window expected to hold < 20 events (a night)
+    assert pulse(0.0, 100.0) == 0.0
 
 
-def test_trailing_window_is_hours_h_minus_26_to_h_minus_3():
+def test_window_is_hours_h_minus_8_to_h_minus_3():
     counts = HourlyCounts()
-    for hour, n in ((0, 1.0), (1, 10.0), (24, 100.0), (25, 1000.0), (26, 10000.0)):
+    for hour, n in ((1, 1.0), (2, 10.0), (7, 100.0), (8, 1000.0)):
         counts.add("support", hour, n)
-    # hour 28 reads 2..25: 100 + 1000; hour 27 reads 1..24: 10 + 100; hour 26 reads 0..23
-    assert counts.trailing("support", 28) == 1100.0
-    assert counts.trailing("support", 27) == 110.0
-    assert counts.trailing("support", 26) == 11.0
-    assert counts.trailing("support", 29) == 11100.0  # 3..26
-    counts.forget_before(25)
-    assert counts.trailing("support", 29) == 11000.0
-    assert counts.trailing("support", 28) == 1000.0
+    assert counts.in_window("support", 10) == 110.0  # 2..7
+    assert counts.in_window("support", 11) == 1100.0  # 3..8
+    assert counts.in_window("support", 9) == 11.0  # 1..6
+    counts.forget_before(3)
+    assert counts.in_window("support", 10) == 100.0
 
 
-def test_usual_is_the_75th_percentile_of_active_hours_for_big_enough_roles():
-    # 10 events an hour for 100 hours: every complete trailing window holds 240
-    steady = {h: 10 for h in range(100)}
-    # one busy day from hour 60: trailing sums rise from hour 63 on
-    busy = {h: (40 if 60 <= h < 84 else 10) for h in range(100)}
-    usual = fit_usual(
-        {"steady": steady, "busy": busy, "small": steady}, {"steady": 10, "busy": 12, "small": 9}
-    )
-    assert usual == {"steady": 240.0, "busy": pytest.approx(usual["busy"])}
-    assert usual["busy"] > 240.0  # the busy day lifts the upper quartile
+def test_usual_week_is_the_mean_per_hour_of_the_week_for_big_enough_roles():
+    # two weeks from Monday 00:00 (hour 96 is 1970-01-05, a Monday): 10 an hour, except the
+    # second Monday at 09:00 with 30
+    monday = 96
+    counts = {h: 10 for h in range(monday, monday + 336)}
+    counts[monday + 168 + 9] = 30
+    usual = fit_usual({"support": counts, "small": counts}, {"support": 10, "small": 9})
+    assert list(usual) == ["support"]
+    week = usual["support"]
+    assert len(week) == 168 and week[9] == 20.0 and week[10] == 10.0 and week[0] == 10.0
+    assert expected_in_window(week, monday + 14) == 70.0  # 06:00..11:00: 10 x 5 + 20
 
 
 def test_set_pulses_on_a_surge_by_hand():
     events = [_event(h, n=k) for h in range(30) for k in range(10)]  # 10 an hour
-    surge = [_event(28, n=100 + k) for k in range(5)]
-    events += [_event(29, n=200 + k) for k in range(50)] + surge
+    events += [_event(h, n=100 + k) for h in range(20, 30) for k in range(20)]  # 30 from 20
     counts = count_events(events)
-    set_pulses(events, counts, {"support": 120.0})
+    set_pulses(events, counts, {"support": [10.0] * 168})
     by_hour = {}
     for event in events:
         by_hour[(event.ts // 3600) - HOUR0] = event.role_pulse
-    assert by_hour[2] == 0.0  # trailing is empty at the start
-    assert by_hour[27] == pytest.approx(math.log(240 / 120))  # hours 1..24: 240 events
-    assert by_hour[29] == pytest.approx(math.log(240 / 120))  # hour 29 reads 3..26 only
-    # an event at hour 31 reads 5..28: 240 - 10 + ... including hour 28's extra 5
-    late = _event(31, n=7)
-    count_events([late], counts)
-    set_pulses([late], counts, {"support": 120.0})
-    assert late.role_pulse == pytest.approx(math.log(245 / 120))
+    assert by_hour[5] == 0.0  # hours -3..2 hold 30 events, expected 60
+    assert by_hour[22] == 0.0  # hours 14..19: no rise yet
+    # hour 24 reads 16..21: 4 x 10 + 2 x 30 = 100 over 60
+    assert by_hour[24] == pytest.approx(math.log(100 / 60) - math.log(1.1))
+    # hour 29 reads 21..26, all surge: 180 over 60 = 3x, capped at ln 3 after the dead zone
+    assert by_hour[29] == pytest.approx(math.log(3.0) - math.log(1.1))
 
 
 def test_roles_without_usual_get_no_pulse():
     events = [_event(h, role="tiny", n=k) for h in range(30) for k in range(10)]
-    set_pulses(events, count_events(events), {"support": 1.0})
+    set_pulses(events, count_events(events), {"support": [1.0] * 168})
     assert {e.role_pulse for e in events} == {0.0}
 
 
@@ -133,7 +130,7 @@ def _partitioned(seed: int = 3):
 
 def test_stream_table_gives_the_offline_pulses_when_partitions_keep_pace():
     events, partitions = _partitioned()
-    usual = {"support": 600.0, "analyst": 300.0}
+    usual = {"support": [15.0] * 168, "analyst": [7.5] * 168}
     set_pulses(events, count_events(events), usual)
     offline = [e.role_pulse for e in events]
     table = PulseTable(usual)
@@ -154,7 +151,7 @@ def test_stream_table_gives_the_offline_pulses_when_partitions_keep_pace():
 
 def test_counts_are_exactly_once_across_a_restart_and_a_move():
     events, partitions = _partitioned()
-    usual = {"support": 600.0, "analyst": 300.0}
+    usual = {"support": [15.0] * 168, "analyst": [7.5] * 168}
     first = PulseTable(usual)
     published: dict[bytes, bytes] = {}  # the compacted topic: last value per key
     part = partitions[0]
@@ -174,8 +171,8 @@ def test_counts_are_exactly_once_across_a_restart_and_a_move():
     whole = count_events(part)
     # every hour an event can still read (KEEP_HOURS behind the newest, hour 71)
     for role in usual:
-        for hour in range(HOUR0 + 71 - KEEP_HOURS + 26, HOUR0 + 80):
-            assert second.totals.trailing(role, hour) == whole.trailing(role, hour)
+        for hour in range(HOUR0 + 71 - KEEP_HOURS + 8, HOUR0 + 80):
+            assert second.totals.in_window(role, hour) == whole.in_window(role, hour)
     # a third worker that reads only the topic agrees, and an old echo changes nothing
     third = PulseTable(usual)
     for value in published.values():
@@ -183,11 +180,11 @@ def test_counts_are_exactly_once_across_a_restart_and_a_move():
     for _, value in early:
         third.apply(value)
     for role in usual:
-        assert third.totals.trailing(role, HOUR0 + 50) == whole.trailing(role, HOUR0 + 50)
+        assert third.totals.in_window(role, HOUR0 + 60) == whole.in_window(role, HOUR0 + 60)
 
 
 def test_table_skips_unreadable_records_and_unknown_roles():
-    table = PulseTable({"support": 10.0})
+    table = PulseTable({"support": [10.0] * 168})
     for bad in (b"not json", b"{}", b'{"role":"support","hour":"x"}', None, b"[1]"):
         table.apply(bad)
     assert table.unreadable == 5
@@ -204,9 +201,9 @@ def test_table_skips_unreadable_records_and_unknown_roles():
 
 
 def test_table_forgets_hours_no_event_reads():
-    table = PulseTable({"support": 10.0})
+    table = PulseTable({"support": [10.0] * 168})
     table.count([_event(0)], [(0, 0)])
-    assert table.totals.trailing("support", HOUR0 + 3) == 1.0
+    assert table.totals.in_window("support", HOUR0 + 3) == 1.0
     later = AccessEvent(
         event_id="far",
         timestamp="2026-01-10T00:00:00Z",
@@ -217,4 +214,4 @@ def test_table_forgets_hours_no_event_reads():
     )
     assert (later.ts // 3600) - HOUR0 > KEEP_HOURS + 3  # 9 days on
     table.count([later], [(0, 1)])
-    assert table.totals.trailing("support", HOUR0 + 3) == 0.0  # hour 0 forgotten
+    assert table.totals.in_window("support", HOUR0 + 3) == 0.0  # hour 0 forgotten
