@@ -49,7 +49,8 @@ def _check_pulses(recorded: dict, values: list, model, label: str, report) -> No
     lower = sum(p < offline[i] - 1e-12 for i, p in recorded.items())
     report(
         f"[{label}] pulses: {len(recorded)} recorded, {lower} lower than offline, "
-        f"{sum(p > 0 for p in offline.values())} offline pulses above 0"
+        f"{sum(p > 0 for p in offline.values())} offline and "
+        f"{sum(p > 0 for p in recorded.values())} recorded pulses above 0"
     )
     assert not higher, f"{len(higher)} pulses above offline's (counted twice?), e.g. {higher[:3]}"
 
@@ -123,7 +124,17 @@ def _verify_nothing_lost(
     # the crash, equals the offline score, which depends on each actor's whole history.
     computed = [v for v in verdicts if not v.get("replayed")]
     assert computed
-    mismatched = [v for v in computed if abs(v["score"] - reference[v["event_id"]]) > 1e-12]
+    # An event scored by the dead worker whose state it never stored is scored again by the
+    # survivor (not a replay): the survivor's verdict, the last, is the one its actor's later
+    # events build on. The first may have read another pulse; with the same pulse, it must
+    # have the same score too.
+    last = {v["event_id"]: v for v in computed}
+    mismatched = [
+        v
+        for v in computed
+        if abs(v["score"] - reference[v["event_id"]]) > 1e-12
+        and (v is last[v["event_id"]] or v.get("pulse") == last[v["event_id"]].get("pulse"))
+    ]
     if mismatched:
         bad = mismatched[0]
         same_event = [v for v in verdicts if v["event_id"] == bad["event_id"]]
@@ -147,7 +158,17 @@ def _verify_nothing_lost(
     ]
     offline = [orjson.loads(line) for line in offline_alerts.read_bytes().splitlines()]
     assert offline, "the workload should raise alerts"
-    assert {a["alert_id"] for a in stream_alerts} == {a["alert_id"] for a in offline}
+    stream_ids, offline_ids = (
+        {a["alert_id"] for a in stream_alerts},
+        {a["alert_id"] for a in offline},
+    )
+    assert offline_ids <= stream_ids, sorted(offline_ids - stream_ids)[:5]
+    # more only from a first scoring, by the dead worker, with another pulse than the last
+    rescored = {
+        v["event_id"] for v in computed if v.get("pulse") != last[v["event_id"]].get("pulse")
+    }
+    extra = [a for a in stream_alerts if a["alert_id"] not in offline_ids]
+    assert all(a["event_id"] in rescored for a in extra), extra[:2]
 
 
 def assert_the_state_gauge_counts_the_whole_store(deployment: Deployment, worker) -> None:
