@@ -184,10 +184,9 @@ def describe_no_ticket_24h(
     event: AccessEvent, state: ActorState, role: RoleProfile, u: _Usual
 ) -> Phrase:
     value, expected = _w(state, 2, W_NO_TICKET), u.day * u.no_ticket_share
-    text = (
-        f"{_accesses(value)} without a ticket in ~24 h "
-        f"(usual for this actor: {expected:.0f} per day)"
-    )
+    # where tickets are not the rule (a feed without them), this is the day's volume
+    ticket = " without a ticket" if u.no_ticket_share < NO_TICKET_NEWS_BELOW else ""
+    text = f"{_accesses(value)}{ticket} in ~24 h (usual for this actor: {expected:.0f} per day)"
     return value, expected, text
 
 

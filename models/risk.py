@@ -43,11 +43,10 @@ __all__ = [
     "risk_peaks",
 ]
 
-# Entity-risk alerts per 1,000 actor-days of training history: off by default. Risk is still
-# kept, but no limit is reached. A role-wide surge (every support agent busier on a sale day)
-# raises every member's risk at once, and nothing yet tells such a surge from one actor's
-# excess (BENCHMARKS.md, "Entity risk").
-DEFAULT_RISK_BUDGET = 0.0
+# Entity-risk alerts per 1,000 actor-days of training history (0 = off: risk is still kept,
+# but no limit is reached). A role-wide surge no longer raises every member's risk at once:
+# the volume features subtract the role pulse (models.pulse).
+DEFAULT_RISK_BUDGET = 1.0
 RISK_TAU_DAY_S = 86400.0
 RISK_TAU_WEEK_S = 7 * 86400.0
 RISK_DAYS_KEPT = 7  # days remembered in ActorState.risk_days (and the evidence's horizon)

@@ -56,7 +56,7 @@ SCORE_QUANTILES = (0.5, 0.9, 0.99, 0.999, 0.9999)
 # Entity risk (models.risk): each event's score above its role's RISK_REFERENCE_QUANTILE adds
 # to the actor's risk; risk alerts spend their own budget per 1,000 actor-days, half on the
 # ~24 h sum and half on the ~7 d sum, at most one per actor per RISK_COOLDOWN_S.
-# DEFAULT_RISK_BUDGET (models.risk) is 0: off.
+# DEFAULT_RISK_BUDGET is in models.risk.
 RISK_REFERENCE_QUANTILE = 0.99
 RISK_COOLDOWN_S = 7 * 86400.0
 DEFAULT_WARMUP_DAYS = 7.0  # history replayed before fitting, while baselines form

@@ -637,7 +637,7 @@ def _add_data_commands(sub: Any) -> None:
         type=float,
         default=DEFAULT_RISK_BUDGET,
         help="entity-risk alerts per 1,000 actor-days of the training history (default "
-        "%(default)s: off; see the README, 'Entity risk')",
+        "%(default)s; 0 = off; see the README, 'Entity risk')",
     )
     p.add_argument("--trees", type=int, default=100)
     p.add_argument("--max-samples", type=int, default=256)
@@ -687,7 +687,7 @@ def _add_scoring_commands(sub: Any) -> None:
         type=float,
         default=DEFAULT_RISK_BUDGET,
         help="entity-risk alerts per 1,000 actor-days of the training history (default "
-        "%(default)s: off; see the README, 'Entity risk')",
+        "%(default)s; 0 = off; see the README, 'Entity risk')",
     )
     p.add_argument("--trees", type=int, default=100, help="isolation-forest trees")
     p.add_argument(

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -37,7 +38,6 @@ from insiderwatch.models.pulse import (
     PULSE_LAG_HOURS,
     PULSE_SPAN_HOURS,
     HourlyCounts,
-    hour_of,
     set_pulses,
 )
 
@@ -109,25 +109,28 @@ class PulseTable:
         offsets: a count published without its offsets committed is not counted twice
         (``through``), but offsets committed without their count would be counted never.
         """
-        usual = self.usual
-        changed: set[tuple[int, int, str]] = set()
+        # One pass that only tallies (a batch holds a partition's records in offset order,
+        # each once), then the tables once per (partition, hour, role).
+        through = self._through
+        tally: Counter[tuple[int, int, str]] = Counter()
+        newest: dict[int, int] = {}
         for event, (partition, offset) in zip(events, positions, strict=True):
-            if offset <= self._through.get(partition, -1):
-                continue
-            self._through[partition] = offset
-            role = event.actor_role
-            if role not in usual:
-                continue
-            key = (partition, hour_of(event.ts), role)
-            self._counts[key] = self._counts.get(key, 0) + 1
-            self.totals.add(role, key[1], 1.0)
-            changed.add(key)
+            if offset > through.get(partition, -1):
+                tally[(partition, int(event.ts // 3600), event.actor_role)] += 1
+                newest[partition] = offset
+        through.update(newest)
+        usual, counts = self.usual, self._counts
+        changed = sorted(key for key in tally if key[2] in usual)
+        for key in changed:
+            n = tally[key]
+            counts[key] = counts.get(key, 0) + n
+            self.totals.add(key[2], key[1], float(n))
         records = [
             (
                 f"{partition}/{hour}/{role}".encode(),
                 pulse_record(role, hour, partition, self._counts[key], self._through[partition]),
             )
-            for key in sorted(changed)
+            for key in changed
             for partition, hour, role in (key,)
         ]
         if changed:
