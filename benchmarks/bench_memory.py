@@ -6,7 +6,9 @@ worker over it and records its peak RSS, the actor-state count and the bytes of 
 wrote. Reference in the same run: the RSS of the same worker after its first batch (the
 fixed cost of Python, Faust, numba and the model). Also its events/s in this sparse case,
 where nearly every event is its actor's only one in its micro-batch, and those of the same
-worker with detection taken out (``floor_worker.py``, as in ``bench_pipeline.py``).
+worker with detection taken out (``floor_worker.py``, as in ``bench_pipeline.py``), and of a
+plain aiokafka consumer that JSON-decodes the same topic. The worker's and the consumer's
+rates are sustained rates (between 10% and 90% of the topic consumed).
 
 With ``--restarts`` it then restarts the worker on the filled store (same data directory and
 consumer group) and times start to ``/ready``: after the clean stop of the fill run, then
@@ -19,6 +21,7 @@ Run: .venv/bin/python benchmarks/bench_memory.py [--actors 100000 --events-per-a
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import signal
 import sys
@@ -35,6 +38,8 @@ from benchmarks.bench_pipeline import (  # noqa: E402
     _metric,
     _process_cpu_s,
     _produce,
+    _Progress,
+    _raw_consume,
     _rss_mb,
     _run_worker,
     _settings,
@@ -69,6 +74,9 @@ def _measure(args: argparse.Namespace, broker) -> None:
     create_topics(settings)
     _produce(settings, values)
     print(f"pre-filled {settings.topic_events} with {total} events of {args.actors} actors")
+    # The reference, same topic and run: a plain aiokafka consumer that JSON-decodes it.
+    raw_rate, raw_cpu_us = asyncio.run(_raw_consume(settings, total))
+    print(f"plain aiokafka consumer: {raw_rate:,.0f} events/s, {raw_cpu_us:.1f} CPU us/event")
 
     started = time.perf_counter()
     worker = _start_worker(settings, f"worker-{tag}.log")
@@ -78,17 +86,19 @@ def _measure(args: argparse.Namespace, broker) -> None:
         empty_ready_s = time.perf_counter() - started
         while (first := _metric(6091, "insiderwatch_events_consumed_total")) < 1:
             time.sleep(0.1)
-        start, cpu_start = time.perf_counter(), _process_cpu_s(worker.pid)
+        cpu_start = _process_cpu_s(worker.pid)
         profiler = _start_profiler(worker.pid, args.profile) if args.profile else None
         fixed_rss = _rss_mb(worker.pid)
         peak_rss = fixed_rss
-        while _metric(6091, "insiderwatch_events_consumed_total") < total:
+        progress = _Progress(total)  # the consumer's rule: between 10% and 90% consumed
+        while (consumed := _metric(6091, "insiderwatch_events_consumed_total")) < total:
+            progress.sample(consumed)
             time.sleep(0.5)
             peak_rss = max(peak_rss, _rss_mb(worker.pid))
+        progress.sample(consumed)
         # Throughput when nearly every event is the only one of its actor in its batch (each
         # writes its own changelog record), the case bench_pipeline's 500 busy actors avoid.
-        elapsed = time.perf_counter() - start
-        rate = (total - first) / elapsed
+        rate = progress.rate()
         cpu_us = (_process_cpu_s(worker.pid) - cpu_start) / (total - first) * 1e6
         time.sleep(6)  # the actor-state gauges refresh every 5 s
         peak_rss = max(peak_rss, _rss_mb(worker.pid))
@@ -126,6 +136,11 @@ def _measure(args: argparse.Namespace, broker) -> None:
             f"{cpu_us:.1f} CPU us/event; every event writes its actor's state",
         ],
         [
+            "plain aiokafka consumer that JSON-decodes the topic",
+            f"{raw_rate:,.0f} events/s",
+            f"{raw_cpu_us:.1f} CPU us/event; the worker runs at {rate / raw_rate:.0%} of it",
+        ],
+        [
             "same, detection taken out (floor_worker.py)",
             f"{floor_rate:,.0f} events/s",
             f"{floor_cpu_us:.1f} CPU us/event: intake, parse, state load/store, changelog",
@@ -150,6 +165,8 @@ def _measure(args: argparse.Namespace, broker) -> None:
             "peak_rss_mb": peak_rss,
             "state_bytes": state_bytes,
             "events_per_s": rate,
+            "decoding_consumer_events_per_s": raw_rate,
+            "decoding_consumer_cpu_us_per_event": raw_cpu_us,
             "cpu_us_per_event": cpu_us,
             "floor_events_per_s": floor_rate,
             "floor_cpu_us_per_event": floor_cpu_us,
