@@ -19,7 +19,7 @@ from aiokafka.structs import RecordMetadata
 from insiderwatch.models.artifact import ArtifactError, load_model, peek_version
 from insiderwatch.models.detector import Detector
 from insiderwatch.stream.collector import tune_collector
-from insiderwatch.stream.faust_seam import BatchingApp, store_in_partition
+from insiderwatch.stream.faust_seam import BatchingApp, store_many
 from insiderwatch.stream.intake import BatchIntake, IntakeBatch
 from insiderwatch.stream.logs import logging_config
 from insiderwatch.stream.metrics import WorkerMetrics
@@ -109,8 +109,8 @@ class ActorStateTable(faust.Table):
         store, send = self.data, self.app.producer.send
         topic = self.changelog_topic.get_topic_name()
         pending = self._unacknowledged if self._unacknowledged is not None else []
+        store_many(store, records)
         for key, value, partition in records:
-            store_in_partition(store, key, value, partition)
             pending.append(await send(topic, key, value, partition, None, None))
         self._unacknowledged = pending
 

@@ -11,7 +11,7 @@ What the private names buy (``stream/intake.py`` says why batches): the events t
 the agent a fetched batch at a time (``BatchingConsumer``, a replacement of Faust's fetch
 loop that keeps its bookkeeping), batches are acked in bulk with the same books as
 ``Consumer.ack``, and the actor-state table is written a batch at a time in named partitions
-(``store_in_partition``).
+(``store_many``: on RocksDB one write batch per partition).
 
 Supported: faust-streaming 0.15.x with aiokafka 0.13-0.14 (the pins of ``pyproject.toml``).
 """
@@ -29,6 +29,7 @@ from typing import Any
 
 import faust
 from faust import streams as faust_streams
+from faust.stores import rocksdb as faust_rocksdb
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
@@ -48,6 +49,7 @@ __all__ = [
     "check_seam",
     "seam_problems",
     "store_in_partition",
+    "store_many",
 ]
 
 SUPPORTED = "faust-streaming >=0.15.3,<0.16 with aiokafka >=0.13,<0.15"
@@ -193,6 +195,14 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
         types=(type(faust_streams._current_event),),
     ),
     PrivateName(
+        "RocksDBStore",
+        "_db_for_partition",
+        "method",
+        "the RocksDB database of one partition, for a write batch per partition",
+        "a put_many / write-batch method on Faust's stores",
+        params=2,
+    ),
+    PrivateName(
         "faust.types.tuples",
         "ack_lock",
         "object",
@@ -271,6 +281,7 @@ def check_seam(app: faust.App) -> None:
         "App": faust.App,
         "faust.streams": faust_streams,
         "faust.types.tuples": faust_tuples,
+        "RocksDBStore": faust_rocksdb.Store,
     }
     problems = seam_problems(owners)
     if not isinstance(consumer, BatchingConsumer):
@@ -313,6 +324,40 @@ def store_in_partition(
         store[key] = value
     finally:
         faust_streams._current_event.reset(token)
+
+
+def store_many(
+    store: MutableMapping[bytes, bytes], records: Sequence[tuple[bytes, bytes, int]]
+) -> None:
+    """``store[key] = value`` for each ``(key, value, partition)``, each in its partition.
+
+    On Faust's RocksDB store, one write batch per partition: one call into RocksDB instead of
+    one per key (``Store._set`` was 9% of the worker's time with one event per actor). Keys
+    and values are bytes already (the table's raw serializers), so the store's encoding is
+    the identity it skips. Any other store takes its own per-key path.
+    """
+    key_index = getattr(store, "_key_index", None)
+    if not isinstance(store, faust_rocksdb.Store) or key_index is None:
+        for key, value, partition in records:
+            store_in_partition(store, key, value, partition)
+        return
+    batches: dict[int, Any] = {}
+    for key, value, partition in records:
+        batch = batches.get(partition)
+        if batch is None:
+            batch = batches[partition] = _write_batch(store)
+        batch.put(key, value)
+        key_index[key] = partition  # what Store._set keeps: where each key lives
+    for partition, batch in batches.items():
+        store._db_for_partition(partition).write(batch)
+
+
+def _write_batch(store: faust_rocksdb.Store) -> Any:
+    """An empty write batch of the RocksDB binding ``store`` uses (as Faust's own changelog
+    recovery makes them)."""
+    if store.use_rocksdict:
+        return faust_rocksdb.rocksdict.WriteBatch(raw_mode=True)
+    return faust_rocksdb.rocksdb.WriteBatch()  # pragma: no cover - the python-rocksdb binding
 
 
 class BatchingConsumer(faust_aiokafka.Consumer):

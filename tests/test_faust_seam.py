@@ -62,3 +62,26 @@ def test_the_refusal_is_one_sentence_naming_the_versions(worker, monkeypatch):
     assert "consumer._renamed_books is missing" in message
     assert message.endswith("install faust-streaming >=0.15.3,<0.16 with aiokafka >=0.13,<0.15")
     assert "\n" not in message
+
+
+def test_store_many_writes_each_record_in_its_partition_in_one_batch(tmp_path):
+    settings = Settings.load(
+        {"data.dir": str(tmp_path / "data"), "store": "rocksdb://"}, environ={}
+    )
+    store = Worker(settings).actor_state.data
+    records = [(b"alice", b"state-a", 1), (b"bob", b"state-b", 4), (b"carol", b"state-c", 1)]
+    faust_seam.store_many(store, records)
+    for key, value, partition in records:
+        assert store[key] == value
+        assert store._db_for_partition(partition)[key] == value
+    assert store._db_for_partition(4).get(b"alice") is None
+    faust_seam.store_many(store, [(b"alice", b"state-a2", 1)])
+    assert store[b"alice"] == b"state-a2"
+
+
+def test_store_many_on_the_memory_store_takes_the_per_key_path(tmp_path):
+    settings = Settings.load({"data.dir": str(tmp_path / "data"), "store": "memory://"}, environ={})
+    store = Worker(settings).actor_state.data
+    assert not hasattr(store, "_key_index")
+    faust_seam.store_many(store, [(b"alice", b"state-a", 2)])
+    assert store[b"alice"] == b"state-a"
