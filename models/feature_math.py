@@ -10,6 +10,25 @@ from numba import njit
 
 N_FEATURES = 17
 
+# v<i> below is feature i:
+#   v0: records_vs_role
+#   v1: events_10m_vs_actor
+#   v2: records_1h_vs_actor
+#   v3: new_resources_1h_vs_actor
+#   v4: no_ticket_1h_vs_actor
+#   v5: rare_accesses_1h
+#   v6: rare_accesses_24h
+#   v7: no_ticket_24h_vs_actor
+#   v8: access_role_rarity
+#   v9: field_role_rarity
+#   v10: time_novelty
+#   v11: access_surprise
+#   v12: new_ip_or_device
+#   v13: denied_1h
+#   v14: pair_share_24h_vs_actor
+#   v15: pair_24h_vs_actor
+#   v16: subject_writes_24h
+
 
 def feature_values(
     record_count,
@@ -39,39 +58,22 @@ def feature_values(
     subject_writes_24h,
     role_pulse,
 ):
-    # records_vs_role
     v0 = log((1.0 + record_count) / (1.0 + p99_records))
-    # events_10m_vs_actor
     v1 = log((1.0 + events_10m) / (1.0 + hour_events_typ / 6.0)) - role_pulse
-    # records_1h_vs_actor
     v2 = log((1.0 + records_1h) / (1.0 + hour_records_typ)) - role_pulse
-    # new_resources_1h_vs_actor
     v3 = log((1.0 + new_resources_1h) / (1.0 + hour_events_typ)) - role_pulse
-    # no_ticket_1h_vs_actor
     v4 = log((1.0 + no_ticket_1h) / (1.0 + events_1h * no_ticket_share)) - role_pulse
-    # rare_accesses_1h
     v5 = log(1.0 + rare_1h)
-    # rare_accesses_24h
     v6 = log(1.0 + rare_24h)
-    # no_ticket_24h_vs_actor
     v7 = log((1.0 + no_ticket_24h) / (1.0 + day_events_typ * no_ticket_share)) - role_pulse
-    # access_role_rarity
     v8 = pair_rarity
-    # field_role_rarity
     v9 = field_rarity
-    # time_novelty
     v10 = time_novelty
-    # access_surprise
     v11 = surprise
-    # new_ip_or_device
     v12 = new_ip + new_device
-    # denied_1h
     v13 = log(1.0 + denied_1h)
-    # pair_share_24h_vs_actor
     v14 = log((1.0 + pair_count_24h) / (1.0 + events_24h * p_pair))
-    # pair_24h_vs_actor
     v15 = log((1.0 + pair_count_24h) / (1.0 + day_events_typ * p_pair)) - role_pulse
-    # subject_writes_24h
     v16 = log(1.0 + subject_writes_24h)
     return (
         v0 if v0 > 0.0 else 0.0,

@@ -291,6 +291,9 @@ def feature_math_source() -> str:
         "",
         f"N_FEATURES = {len(FEATURES)}",
         "",
+        "# v<i> below is feature i:",
+        *(f"#   v{index}: {feature.name}" for index, feature in enumerate(FEATURES)),
+        "",
         "",
         "def feature_values(",
         *(f"    {name}," for name in FEATURE_INPUTS),
@@ -300,7 +303,7 @@ def feature_math_source() -> str:
     for index, feature in enumerate(FEATURES):
         formula, clipped = feature.formula, feature.formula.startswith("clip(")
         expression = formula[len("clip(") : -1] if clipped else formula
-        lines += [f"    # {feature.name}", f"    v{index} = {expression}"]
+        lines.append(f"    v{index} = {expression}")
         values.append(f"v{index} if v{index} > 0.0 else 0.0" if clipped else f"v{index}")
     lines.append("    return (")
     lines += [f"        {value}," for value in values]

@@ -181,7 +181,7 @@ def count_events(events: Iterable[AccessEvent], counts: HourlyCounts | None = No
     counts = counts if counts is not None else HourlyCounts()
     by_key: dict[tuple[str, int], int] = defaultdict(int)
     for event in events:
-        by_key[(event.actor_role, int(event.ts // 3600))] += 1
+        by_key[(event.actor_role, hour_of(event.ts))] += 1
     for (role, hour), n in by_key.items():
         counts.add(role, hour, float(n))
     return counts
@@ -207,7 +207,7 @@ def set_pulses(
         return
     memo: dict[tuple[str, int], float] = {}
     for event in events:
-        key = (event.actor_role, int(event.ts // 3600))
+        key = (event.actor_role, int(event.ts // 3600))  # hour_of, inline: once per event
         value = memo.get(key)
         if value is None:
             week = usual.get(key[0])

@@ -272,18 +272,7 @@ def advance_windows(state: ActorState, event: AccessEvent) -> tuple[bool, bool]:
     ts = event.ts
     if ts < state.win_ts - LATENESS_S:
         return True, False
-    resource_key = event.resource_id or event.resource_type
-    resource_hash = stable_hash(event.resource_type + "/" + resource_key)
-    recent = state.recent_resources
-    is_new_resource = resource_hash not in recent
-    if is_new_resource:
-        recent.append(resource_hash)
-        if len(recent) > RECENT_RESOURCES:
-            del recent[0]
-    else:
-        recent.remove(resource_hash)
-        recent.append(resource_hash)
-
+    is_new_resource = _touch_recent_resource(state, event)
     _count_pair(state.pairs_24h, event.pair_hash, ts)
     if event.is_write and event.subject_hash != NO_SUBJECT:
         _count_pair(state.subject_writes_24h, event.subject_hash, ts, MAX_SUBJECTS_24H)
@@ -334,6 +323,23 @@ def advance_windows(state: ActorState, event: AccessEvent) -> tuple[bool, bool]:
     if ts > state.last_ts:
         state.last_ts = ts
     return False, is_new_resource
+
+
+def _touch_recent_resource(state: ActorState, event: AccessEvent) -> bool:
+    """Move ``event``'s record to the end of the actor's recent records (the least recent
+    forgotten past :data:`RECENT_RESOURCES`); return whether it was not among them."""
+    resource_key = event.resource_id or event.resource_type
+    resource_hash = stable_hash(event.resource_type + "/" + resource_key)
+    recent = state.recent_resources
+    is_new_resource = resource_hash not in recent
+    if is_new_resource:
+        recent.append(resource_hash)
+        if len(recent) > RECENT_RESOURCES:
+            del recent[0]
+    else:
+        recent.remove(resource_hash)
+        recent.append(resource_hash)
+    return is_new_resource
 
 
 def _count_pair(

@@ -116,6 +116,7 @@ class PulseTable:
         newest: dict[int, int] = {}
         for event, (partition, offset) in zip(events, positions, strict=True):
             if offset > through.get(partition, -1):
+                # hour_of (models.pulse) written out: once per event on the worker's path
                 tally[(partition, int(event.ts // 3600), event.actor_role)] += 1
                 newest[partition] = offset
         through.update(newest)
