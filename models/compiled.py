@@ -146,8 +146,9 @@ ROW_LAYOUT_DIGEST = "b286566ff05c1855"
     E_SUBJECT,
     E_WRITE,
     E_PULSE,
-) = range(17)
-E_WIDTH = 17
+    E_RISK_WEIGHT,
+) = range(18)
+E_WIDTH = 18
 NO_HASH = -1.0  # an absent IP or device (hashes are crc32 values, never negative)
 UNKNOWN_ROLE_CODE = 0  # models.state.UNKNOWN_ROLE's code in every batch
 
@@ -376,6 +377,7 @@ def pack_events(
                 event.subject_hash,  # NO_SUBJECT (-1) is NO_HASH
                 1.0 if event.is_write else 0.0,
                 event.role_pulse,
+                event.risk_weight,
             )
         )
     return (
@@ -874,7 +876,7 @@ def _judge(s, e, j, value, roles, limits):  # pragma: no cover - compiled
         flag = FLAG_POINT
     elif s[r, CUSUM] >= limits.cusum_limit:
         flag = FLAG_SUSTAINED
-    excess = value - roles[int(e[j, E_ROLE]), R_RISK_REFERENCE]
+    excess = (value - roles[int(e[j, E_ROLE]), R_RISK_REFERENCE]) * e[j, E_RISK_WEIGHT]
     if flag == 0 and excess > 0.0:
         _add_risk(s, r, ts, value, excess, e[j, E_PAIR])
         if _risk_due(s, r, ts, limits):

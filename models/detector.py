@@ -423,10 +423,11 @@ class Detector:
         return None
 
     def _raise_risk(self, event: AccessEvent, state: ActorState, value: float) -> bool:
-        """Add an unflagged event's excess over its role's reference to the actor's risk (a
-        flagged event is reported by its own alert); whether the risk is now due an
+        """Add an unflagged event's excess over its role's reference, times the actor's risk
+        weight (:mod:`models.analyst`: leavers, watchlists), to the actor's risk (a flagged
+        event is reported by its own alert); whether the risk is now due an
         entity-risk alert (:mod:`models.risk`)."""
-        excess = value - self._roles.risk_reference(event.actor_role)
+        excess = (value - self._roles.risk_reference(event.actor_role)) * event.risk_weight
         if excess <= 0.0:
             return False
         add_risk(state, event.ts, value, excess, event.pair_hash)

@@ -122,9 +122,11 @@ class AccessEvent(msgspec.Struct, gc=False):
     either) and ``is_write`` (``action`` in :data:`WRITE_ACTIONS`) are derived
     once here, because the state, the features and the baseline all look them up for every
     event (the state keys pairs by ``pair_hash``, so its size does not grow with the length
-    of action and resource type names). ``role_pulse`` is the one exception to "read-only":
-    the caller sets it from the role's traffic (:mod:`insiderwatch.models.pulse`) before
-    detection; it is 0 until then. Treat an event as read-only otherwise. Not tracked by the
+    of action and resource type names). ``role_pulse``, ``risk_weight`` and ``actor_role``
+    are the exceptions to "read-only": before detection the caller sets the pulse from the
+    role's traffic (:mod:`insiderwatch.models.pulse`; 0 until then), and the actor's context
+    (:mod:`insiderwatch.models.analyst`) may weight its risk (1 until then) and name its peer
+    group in place of the role. Treat an event as read-only otherwise. Not tracked by the
     garbage collector: it holds strings and numbers only.
 
     >>> e = AccessEvent(event_id="e1", timestamp="2026-01-05T09:30:00Z", actor_id="a",
@@ -157,6 +159,7 @@ class AccessEvent(msgspec.Struct, gc=False):
     subject_hash: int = _derived("subject_hash", NO_SUBJECT)  # type: ignore[assignment]
     is_write: bool = _derived("is_write", False)  # type: ignore[assignment]
     role_pulse: float = _derived("role_pulse", 0.0)  # type: ignore[assignment]
+    risk_weight: float = _derived("risk_weight", 1.0)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         # The contract's defaults for absent, null or empty values.
@@ -184,6 +187,7 @@ class AccessEvent(msgspec.Struct, gc=False):
         self.subject_hash = NO_SUBJECT if not subject else zlib.crc32(subject.encode())
         self.is_write = self.action.lower() in WRITE_ACTIONS
         self.role_pulse = 0.0
+        self.risk_weight = 1.0
 
 
 @dataclass(slots=True, frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import faust
@@ -17,16 +18,17 @@ from aiohttp import web
 from aiokafka.structs import RecordMetadata
 
 from insiderwatch.models.artifact import ArtifactError, load_model, peek_version
-from insiderwatch.models.detector import Detector
+from insiderwatch.models.detector import Detector, rfc3339
 from insiderwatch.stream.collector import tune_collector
 from insiderwatch.stream.faust_seam import BatchingApp, store_many
 from insiderwatch.stream.intake import BatchIntake, IntakeBatch
 from insiderwatch.stream.logs import logging_config
 from insiderwatch.stream.metrics import WorkerMetrics
 from insiderwatch.stream.processing import BatchProcessor, measure_in_slices
-from insiderwatch.stream.pulse import PulseReader
+from insiderwatch.stream.records import bounded_key, dead_letter_record
 from insiderwatch.stream.security import faust_credentials, kafka_python_security
 from insiderwatch.stream.settings import Settings
+from insiderwatch.stream.whole_topics import WholeTopicsReader
 
 __all__ = ["ActorStateTable", "Worker", "new_app"]
 
@@ -38,7 +40,7 @@ log = logging.getLogger("insiderwatch")
 # on both stores (the running total of writes has not seen states recovered after a restart).
 _VALUES_PER_SLICE = 20_000
 RECOUNT_INTERVAL_S = 300.0
-PULSE_LOAD_TIMEOUT_S = 30.0
+WHOLE_TOPICS_LOAD_TIMEOUT_S = 30.0
 
 
 def new_app(settings: Settings) -> BatchingApp:
@@ -175,7 +177,8 @@ class Worker:
             app.topic(settings.topic_scores, **raw) if settings.topic_scores else None
         )
         self.pulse_topic = app.topic(settings.topic_pulse, **raw)
-        self._pulse_reader: PulseReader | None = None
+        self.suppressed_topic = app.topic(settings.topic_suppressed, **raw)
+        self._whole_topics: WholeTopicsReader | None = None
         # Same wiring as app.Table(...), with our table class (app.conf.Table is app-wide).
         self.actor_state: ActorStateTable = app.tables.add(
             ActorStateTable(
@@ -226,6 +229,7 @@ class Worker:
                 self.settings.alert_format,
                 send_score=self._sender(self.scores_topic) if self.scores_topic else None,
                 send_pulse=self._sender(self.pulse_topic),
+                send_suppressed=self._sender(self.suppressed_topic),
             )
         return self._processor
 
@@ -251,7 +255,7 @@ class Worker:
         app, settings = self.app, self.settings
         app.topics.add(stream.channel)
         self.processor()  # load the model before the first batch
-        await self._read_pulse_topic()
+        await self._read_whole_topics()
         first_batch = True
         async for batches in app.intake.batches(
             settings.batch_max_events, settings.batch_max_ms / 1000
@@ -274,36 +278,70 @@ class Worker:
                 self._background.add(task)  # the loop keeps only a weak reference to a task
                 task.add_done_callback(self._background.discard)
 
-    async def _read_pulse_topic(self) -> None:
-        """Start following the pulse topic (stream/pulse.py) and wait until what it held at
-        start is read: counts that other workers, or this one before a restart, published."""
+    async def _read_whole_topics(self) -> None:
+        """Start following the pulse, feedback and context topics (stream/whole_topics.py)
+        and wait until what they held at start is read: counts, verdicts and context that
+        other workers, analysts, or this worker before a restart wrote."""
         from aiokafka import AIOKafkaConsumer
 
-        if self._pulse_reader is not None:  # the agent restarted: the reader still runs
+        if self._whole_topics is not None:  # the agent restarted: the reader still runs
             return
-        settings = self.settings
+        settings, processor = self.settings, self.processor()
         consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.broker,
             group_id=None,
             enable_auto_commit=False,
-            client_id=f"{settings.app_id}-pulse",
+            client_id=f"{settings.app_id}-tables",
             **kafka_python_security(settings),
         )
-        reader = self._pulse_reader = PulseReader(
-            consumer, settings.topic_pulse, self.processor().pulse
+        rules = processor.rules
+        reader = self._whole_topics = WholeTopicsReader(
+            consumer,
+            {
+                settings.topic_pulse: lambda record: processor.pulse.apply(record.value),
+                settings.topic_feedback: self._rule_handler(rules.apply_feedback),
+                settings.topic_context: self._rule_handler(rules.apply_context),
+            },
         )
         task = asyncio.ensure_future(reader.run())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         try:
-            await asyncio.wait_for(reader.loaded.wait(), PULSE_LOAD_TIMEOUT_S)
+            await asyncio.wait_for(reader.loaded.wait(), WHOLE_TOPICS_LOAD_TIMEOUT_S)
         except TimeoutError:
             log.warning(
-                "insiderwatch worker: the pulse topic %r was not read within %.0f s; scoring "
-                "with the counts read so far (pulses may differ from a replay until it is)",
-                settings.topic_pulse,
-                PULSE_LOAD_TIMEOUT_S,
+                "insiderwatch worker: the pulse, feedback and context topics were not read "
+                "within %.0f s; scoring with what was read so far (pulses and suppression may "
+                "differ from a replay until they are)",
+                WHOLE_TOPICS_LOAD_TIMEOUT_S,
             )
+
+    def _rule_handler(self, apply: Any) -> Any:
+        """A handler of the feedback or context topic: the record's rule in force, or the
+        record to the DLQ with its reason (it never stops the worker)."""
+        metrics, rules = self.metrics, self.processor().rules
+
+        async def handle(record: Any) -> None:
+            problem = apply(record.key, record.value)
+            metrics.analyst_rules.labels(kind="verdicts").set(len(rules.verdicts))
+            metrics.analyst_rules.labels(kind="actor_rules").set(len(rules.by_actor))
+            metrics.analyst_rules.labels(kind="context").set(len(rules.contexts))
+            if problem is None:
+                return
+            metrics.analyst_refused.labels(topic=record.topic).inc()
+            value = dead_letter_record(
+                record.value,
+                problem,
+                record.topic,
+                record.partition,
+                record.offset,
+                record.timestamp,
+                rfc3339(time.time()),
+                key=record.key,
+            )
+            await self.dlq_topic.send(key=bounded_key(record.key), value=value)
+
+        return handle
 
     def _of_this_generation(self, batches: list[IntakeBatch]) -> list[IntakeBatch]:
         """The batches fetched in the current consumer generation; the others are untracked:
@@ -426,14 +464,51 @@ class Worker:
         async def health_page(view: Any, request: web.Request) -> web.Response:
             return view.json({"status": "alive"})
 
+        @self.app.page("/actors/{actor_id}")
+        async def actor_page(view: Any, request: web.Request, actor_id: str) -> web.Response:
+            body = worker.actor(actor_id)
+            if body is None:
+                return view.json(
+                    {"actor_id": actor_id, "error": "no state for this actor on this worker"},
+                    status=404,
+                )
+            return view.json(body)
+
         @self.app.page("/ready")
         async def ready_page(view: Any, request: web.Request) -> web.Response:
             body = worker.readiness()
             return view.json(body, status=200 if body["ready"] else 503)
 
+    def actor(self, actor_id: str) -> dict[str, Any] | None:
+        """``/actors/ACTOR_ID``: the actor's windows against its baseline
+        (:func:`models.actor_view.actor_view`), its context and the verdicts on its alerts;
+        None when this worker holds no state of the actor (another worker's partition)."""
+        from insiderwatch.models.actor_view import actor_view
+        from insiderwatch.stream.processing import decode_stored_state
+
+        processor = self._processor
+        stored = self.actor_state.get(actor_id.encode()) if processor else None
+        if processor is None or stored is None:
+            return None
+        state = decode_stored_state(stored)[0]
+        model = processor.detector.model
+        body = actor_view(
+            actor_id,
+            state,
+            model.peers.profile(state.role),
+            model.manifest.risk,
+            model.peers.pair_names(),
+            rfc3339,
+        )
+        rules = processor.rules
+        entry = rules.contexts.get(actor_id)
+        body["context"] = None if entry is None else entry.why(state.last_ts) or [entry.note]
+        body["model_version"] = model.version
+        return body
+
     def readiness(self) -> dict[str, Any]:
-        """``/ready``: partitions assigned, tables recovered, the model loaded and the pulse
-        topic read."""
+        """``/ready``: partitions assigned, tables recovered, the model loaded and the pulse,
+        feedback and context topics read."""
         app = self.app
         assigned = sorted(
             tp.partition
@@ -446,14 +521,20 @@ class Worker:
             app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set()
         )
         processor = self._processor
-        pulse = self._pulse_reader
-        pulse_loaded = pulse is not None and pulse.loaded.is_set()
+        tables = self._whole_topics
+        loaded = tables is not None and tables.loaded.is_set()
         return {
-            "ready": processor is not None and bool(assigned) and not recovering and pulse_loaded,
+            "ready": processor is not None and bool(assigned) and not recovering and loaded,
             "model_version": processor.detector.model.version if processor else None,
             "partitions": assigned,
-            "pulse_loaded": pulse_loaded,
+            # The pulse, feedback and context topics (stream/whole_topics.py) read to where
+            # they were at start.
+            "pulse_loaded": loaded,
+            "tables_loaded": loaded,
+            "tables_missing": list(tables.missing) if tables is not None else [],
             "pulse_records_unreadable": processor.pulse.unreadable if processor else 0,
+            "verdicts": len(processor.rules.verdicts) if processor else 0,
+            "context_entries": len(processor.rules.contexts) if processor else 0,
         }
 
     async def banner(self) -> None:

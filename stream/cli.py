@@ -16,7 +16,13 @@ from insiderwatch.models.incidents import DEFAULT_ALERT_BUDGET
 from insiderwatch.models.manifest import Manifest
 from insiderwatch.models.risk import DEFAULT_RISK_BUDGET
 from insiderwatch.stream.collector import tune_collector
-from insiderwatch.stream.settings import SETTINGS_DOC, Settings, SettingsError, flag_name
+from insiderwatch.stream.settings import (
+    SETTINGS_DOC,
+    Settings,
+    SettingsError,
+    UserError,
+    flag_name,
+)
 
 __all__ = ["main", "build_parser"]
 
@@ -38,6 +44,10 @@ _BROKER_SETTINGS = (
     "topic.alerts",
     "topic.dlq",
     "topic.scores",
+    "topic.pulse",
+    "topic.feedback",
+    "topic.context",
+    "topic.suppressed",
     "topic.partitions",
     "topic.replication",
 ) + _SECURITY_SETTINGS
@@ -55,10 +65,6 @@ _WORKER_SETTINGS = _BROKER_SETTINGS + (
     "log.level",
     "log.format",
 )
-
-
-class UserError(Exception):
-    """An error the user can fix; printed as one sentence."""
 
 
 def _add_settings(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
@@ -246,9 +252,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         events, bad = _load_events(args.events, since, until)
         source = ", ".join(args.events)
-    with progress("train (replaying history)", len(events)) as advance:
-        manifest = _train(args, events, advance)
-    _print_trained(args, manifest, events, bad, started, source)
+    rules = _analyst_rules(args.feedback, args.context)
+    rules.prepare(events)  # privileged and service accounts train their own peer groups
+    confirmed = rules.excluded_event_ids()
+    kept = [event for event in events if event.event_id not in confirmed]
+    with progress("train (replaying history)", len(kept)) as advance:
+        manifest = _train(args, kept, advance)
+    _print_trained(args, manifest, kept, bad, started, source)
+    if args.feedback or args.context:
+        print(
+            f"train: used {len(rules.verdicts)} verdicts ({rules.true_positives()} true "
+            f"positives: {len(events) - len(kept)} of their events left out of the baselines) "
+            f"and {len(rules.contexts)} context entries"
+        )
     return 0
 
 
@@ -293,6 +309,23 @@ def _print_trained(
     )
 
 
+def _analyst_rules(feedback: str | None, context: str | None):
+    """Verdicts and context from JSONL files (the topics' record formats); the first record
+    that cannot be read is the error."""
+    from insiderwatch.models.analyst import AnalystRules
+    from insiderwatch.stream.offline import read_jsonl
+
+    rules = AnalystRules()
+
+    def lines(path: str | None) -> list[bytes]:
+        return [raw for _, raw in read_jsonl(_existing_file(path))] if path else []
+
+    refused = rules.load(lines(feedback), lines(context))
+    if refused:
+        raise UserError(f"{refused[0]} ({len(refused)} records refused)")
+    return rules
+
+
 def _load_detector(settings: Settings):
     from insiderwatch.models.artifact import ArtifactError, load_model
     from insiderwatch.models.detector import Detector
@@ -315,6 +348,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     detector = _load_detector(s)
     for path in args.events:
         _existing_file(path)
+    rules = _analyst_rules(args.feedback, args.context)
     started = time.monotonic()
     total = sum(_count_lines(p) for p in args.events) if sys.stderr.isatty() else None
     with progress("score", total) as advance:
@@ -327,12 +361,15 @@ def cmd_score(args: argparse.Namespace) -> int:
             alert_format=s.alert_format,
             progress=advance,
             workers=args.workers,
+            rules=rules,
+            suppressed_path=args.suppressed_out,
         )
     elapsed = time.monotonic() - started
     print(
         f"score: {result.events} events: {result.scored} scored, {result.dead_lettered} dead-lettered "
         f"{dict(sorted(result.reasons.items()))}, {result.duplicates} duplicates; "
-        f"{result.incidents} incidents, {result.alerts} alert messages "
+        f"{result.incidents} incidents, {result.alerts} alert messages, "
+        f"{result.suppressed} held back by verdicts or exclusions "
         f"-> {args.out} ({result.events / max(elapsed, 1e-9):,.0f} events/s, model {detector.model.version})"
     )
     return 0
@@ -547,6 +584,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_commands(sub)
     _add_scoring_commands(sub)
     _add_runtime_commands(sub)
+    from insiderwatch.stream.analyst_cli import add_analyst_commands
+
+    add_analyst_commands(sub, _add_settings, _BROKER_SETTINGS)
     return parser
 
 
@@ -653,8 +693,20 @@ def _add_data_commands(sub: Any) -> None:
     )
     p.add_argument("--incident-max-hours", type=float, default=24.0, help="longest incident")
     p.add_argument("--model-version", default=None)
+    _add_analyst_files(p)
     _add_settings(p, _BROKER_SETTINGS)
     p.set_defaults(func=cmd_train)
+
+
+def _add_analyst_files(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--feedback",
+        default=None,
+        help="JSONL of verdict records (the feedback topic's format; e.g. dumped with kcat)",
+    )
+    p.add_argument(
+        "--context", default=None, help="JSONL of actor context records (the context topic's)"
+    )
 
 
 def _add_scoring_commands(sub: Any) -> None:
@@ -667,6 +719,12 @@ def _add_scoring_commands(sub: Any) -> None:
     p.add_argument("--out", required=True, help="alerts JSONL")
     p.add_argument("--all-scores", default=None, help="also write every event's score (JSONL)")
     p.add_argument("--dlq-out", default=None, help="also write dead-letter records (JSONL)")
+    p.add_argument(
+        "--suppressed-out",
+        default=None,
+        help="also write the alerts that verdicts or exclusions hold back (JSONL)",
+    )
+    _add_analyst_files(p)
     p.add_argument(
         "--workers",
         type=int,
@@ -759,6 +817,8 @@ def main(argv: list[str] | None = None) -> int:
     from insiderwatch.stream.topics import BrokerUnreachable
 
     try:
+        if getattr(args, "needs_settings", False):
+            return int(args.func(args, _settings(args)) or 0)
         return int(args.func(args) or 0)
     except (UserError, SettingsError, BrokerUnreachable) as exc:
         print(f"insiderwatch {args.command}: error: {exc}", file=sys.stderr)

@@ -75,7 +75,27 @@ class WorkerMetrics:
         self.alerts = Counter(
             "insiderwatch_alerts", "Alert messages emitted", ["severity", "status"], registry=r
         )
+        self.suppressed = Counter(
+            "insiderwatch_alerts_suppressed",
+            "Alert messages held back (sent to the suppressed topic): by a benign verdict "
+            "(scope alert, actor_pattern or actor) or the actor's exclusion (scope excluded)",
+            ["scope"],
+            registry=r,
+        )
+        self.analyst_refused = Counter(
+            "insiderwatch_analyst_records_refused",
+            "Records of the feedback or context topic that could not be read (sent to the DLQ "
+            "with their reason, by every worker that reads them)",
+            ["topic"],
+            registry=r,
+        )
         self._add_histograms_and_gauges(r)
+        self.analyst_rules = Gauge(
+            "insiderwatch_analyst_rules",
+            "Verdicts and context entries held (kind: verdicts, actor_rules, context)",
+            ["kind"],
+            registry=r,
+        )
 
     def _add_histograms_and_gauges(self, r: CollectorRegistry) -> None:
         self.scores = Histogram(

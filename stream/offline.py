@@ -13,6 +13,7 @@ from pathlib import Path
 
 import orjson
 
+from insiderwatch.models.analyst import AnalystRules
 from insiderwatch.models.detector import Detector, rfc3339
 from insiderwatch.models.duplicates import CONFLICT, DUPLICATE, DuplicateCheck, duplicate_id_problem
 from insiderwatch.models.events import AccessEvent, InvalidEvent, parse_event
@@ -35,6 +36,7 @@ class OfflineResult:
     duplicates: int = 0  # same event id and bytes as one of the actor's recent events
     alerts: int = 0
     incidents: int = 0
+    suppressed: int = 0  # alerts held back by a verdict or an exclusion
     reasons: dict[str, int] = field(default_factory=dict)
 
 
@@ -58,6 +60,8 @@ def score_files(
     progress=None,
     workers: int = 1,
     recorded_pulses: Mapping[str, float] | None = None,
+    rules: AnalystRules | None = None,
+    suppressed_path: str | None = None,
 ) -> OfflineResult:
     """Score ``paths`` in the given order; write alerts (JSONL) to ``out_path``.
 
@@ -69,7 +73,11 @@ def score_files(
     ``recorded_pulses`` (event id -> role pulse, as the worker's scores topic records them)
     replaces counting the input: it replays a stream run with the pulses it scored with, to
     audit one whose partitions did not keep pace (``docs/operations.md``, "Role pulse").
+
+    ``rules`` (verdicts and actor context, :mod:`models.analyst`) are applied as the worker
+    applies them once it has read them: held-back alerts go to ``suppressed_path``.
     """
+    rules = rules if rules is not None else AnalystRules()
     detected_at = rfc3339(datetime.now(UTC).timestamp())
     usual = detector.model.peers.pulse_usual()
     # The role pulse counts the whole input first (models.pulse), as the stream's workers
@@ -78,18 +86,20 @@ def score_files(
     if recorded_pulses is not None:
         pulse = _RecordedPulses(recorded_pulses)
     elif usual:
-        pulse = _count_input(paths, usual)
-    outputs = (out_path, all_scores_path, dlq_path)
+        pulse = _count_input(paths, usual, rules)
+    outputs = (out_path, all_scores_path, dlq_path, suppressed_path)
     if workers <= 1:
         return _score_shard(
-            detector, paths, 0, 1, outputs, alert_format, progress, detected_at, pulse
+            detector, paths, 0, 1, outputs, alert_format, progress, detected_at, pulse, rules
         )
     return _score_in_parallel(
-        detector, paths, workers, outputs, alert_format, progress, detected_at, pulse
+        detector, paths, workers, outputs, alert_format, progress, detected_at, pulse, rules
     )
 
 
-def _count_input(paths: list[str], usual: dict[str, list[float]]) -> PulseTable:
+def _count_input(
+    paths: list[str], usual: dict[str, list[float]], rules: AnalystRules
+) -> PulseTable:
     """The role pulse's counts of every valid event of ``paths``, as the worker counts the
     topic's records (duplicates included: each is a record of its own)."""
     table = PulseTable(usual)
@@ -100,8 +110,10 @@ def _count_input(paths: list[str], usual: dict[str, list[float]]) -> PulseTable:
             if isinstance(parsed, AccessEvent):
                 events.append(parsed)
             if len(events) >= CHUNK:
+                rules.prepare(events)  # peer groups count as their own role
                 count_events(events, table.totals)
                 events.clear()
+    rules.prepare(events)
     count_events(events, table.totals)
     return table
 
@@ -150,14 +162,16 @@ def _score_forked_shard(shard: int) -> OfflineResult:
         None,
         c["at"],
         c["pulse"],
+        c["rules"],
     )
 
 
 def _score_in_parallel(
-    detector, paths, workers, outputs, alert_format, progress, detected_at, pulse
+    detector, paths, workers, outputs, alert_format, progress, detected_at, pulse, rules
 ):
     _FORK_CONTEXT.update(
         pulse=pulse,
+        rules=rules,
         detector=detector,
         paths=paths,
         shards=workers,
@@ -188,6 +202,7 @@ def _score_in_parallel(
         total.duplicates += part.duplicates
         total.alerts += part.alerts
         total.incidents += part.incidents
+        total.suppressed += part.suppressed
         for reason, count in part.reasons.items():
             total.reasons[reason] = total.reasons.get(reason, 0) + count
     if progress is not None:
@@ -200,25 +215,27 @@ def _score_shard(
     paths: list[str],
     shard: int,
     shards: int,
-    outputs: tuple[str | None, str | None, str | None],
+    outputs: tuple[str | None, ...],
     alert_format: str,
     progress,
     detected_at: str,
     pulse: PulseTable | _RecordedPulses | None = None,
+    rules: AnalystRules | None = None,
 ) -> OfflineResult:
     """Score the lines of ``paths`` that belong to ``shard`` of ``shards`` (``pulse``: the
     role pulse's counts of the whole input, or None when the model has no pulse)."""
-    out_path, all_scores_path, dlq_path = outputs
     with contextlib.ExitStack() as files:
+        out, scores_out, dlq_out, suppressed_out = (
+            files.enter_context(open(path, "wb")) if path else None for path in outputs
+        )
         scorer = _ShardScorer(
             detector,
-            files.enter_context(open(out_path, "wb")),  # type: ignore[arg-type]
-            files.enter_context(open(all_scores_path, "wb")) if all_scores_path else None,
-            files.enter_context(open(dlq_path, "wb")) if dlq_path else None,
+            (out, scores_out, dlq_out, suppressed_out),
             alert_format,
             progress,
             detected_at,
             pulse,
+            rules if rules is not None else AnalystRules(),
         )
         for path in paths:
             for line_number, raw in read_jsonl(path):
@@ -233,11 +250,12 @@ class _ShardScorer:
     dead-lettered or set aside as duplicates, and scored in chunks of :data:`CHUNK`."""
 
     def __init__(
-        self, detector, out, scores_out, dlq_out, alert_format, progress, detected_at, pulse
+        self, detector, outputs, alert_format, progress, detected_at, pulse, rules
     ) -> None:
         self.pulse: PulseTable | _RecordedPulses | None = pulse
+        self.rules: AnalystRules = rules
         self.detector, self.alert_format = detector, alert_format
-        self.out, self.scores_out, self.dlq_out = out, scores_out, dlq_out
+        self.out, self.scores_out, self.dlq_out, self.suppressed_out = outputs
         self.progress, self.detected_at = progress, detected_at
         self.result = OfflineResult()
         self.states: dict[str, ActorState] = {}
@@ -267,11 +285,19 @@ class _ShardScorer:
         buffer, result = self.buffer, self.result
         if not buffer:
             return
+        self.rules.prepare(buffer)
         if self.pulse is not None:
             self.pulse.set_pulses(buffer)
         outcome = self.detector.process(buffer, self.states, self.detected_at)
         self.recent_ids.settle()
         for alert in outcome.alerts:
+            routing = self.rules.route(alert)
+            if not routing.send:
+                result.suppressed += 1
+                if self.suppressed_out is not None:
+                    alert["suppressed"] = {"scope": routing.scope, "rule": routing.rule}
+                    self.suppressed_out.write(orjson.dumps(alert) + b"\n")
+                continue
             self.out.write(orjson.dumps(format_alert(alert, self.alert_format)) + b"\n")
             result.alerts += 1
             result.incidents += alert["status"] == "new"

@@ -19,6 +19,7 @@ from typing import Protocol
 
 import orjson
 
+from insiderwatch.models.analyst import AnalystRules
 from insiderwatch.models.detector import BatchOutcome, Detector, rfc3339
 from insiderwatch.models.duplicates import CONFLICT, DUPLICATE, DuplicateCheck, duplicate_id_problem
 from insiderwatch.models.events import (
@@ -180,8 +181,14 @@ class BatchProcessor:
         send_score: Send | None = None,
         pulse: PulseTable | None = None,
         send_pulse: Send | None = None,
+        rules: AnalystRules | None = None,
+        send_suppressed: Send | None = None,
     ) -> None:
         self.send_score = send_score
+        # Analysts' verdicts and actor context (models/analyst.py), read whole from their
+        # topics by stream/whole_topics.py; held-back alerts go to send_suppressed.
+        self.rules = rules if rules is not None else AnalystRules()
+        self.send_suppressed = send_suppressed
         # The role pulse (stream/pulse.py): counted here, published with send_pulse.
         self.pulse = pulse if pulse is not None else PulseTable(detector.model.peers.pulse_usual())
         self.send_pulse = send_pulse
@@ -327,6 +334,7 @@ class BatchProcessor:
         self.metrics.consumed.inc(len(messages))
         pending: list = []  # delivery futures that must resolve before state is written
         batch = await self._sort_out(messages, detected_at, pending)
+        self.rules.prepare(batch.counted)  # context: risk weights and peer groups
         await self._count_pulse(batch, pending)
         outcome = await self._score(batch, detected_at, pending)
         await self._send_alerts(outcome, batch.messages, detected_at, pending)
@@ -469,9 +477,15 @@ class BatchProcessor:
         detected_at: str,
         pending: list,
     ) -> None:
-        """Send the batch's alerts; one that cannot be rendered sends its event to the DLQ."""
+        """Send the batch's alerts; one that cannot be rendered sends its event to the DLQ, one
+        that analysts' rules hold back goes to the suppressed topic."""
         unformattable = 0
+        route = self.rules.route
         for alert in outcome.alerts:
+            routing = route(alert)
+            if not routing.send:
+                await self._hold_back(alert, routing.scope, routing.rule, pending)
+                continue
             try:
                 payload = orjson.dumps(format_alert(alert, self.alert_format))
             except Exception as exc:  # a bug in rendering our own alert, not bad input
@@ -495,6 +509,17 @@ class BatchProcessor:
             pending.append(await self.send_alert(alert["actor_id"].encode(), payload))
             self.metrics.alerts.labels(severity=alert["severity"], status=alert["status"]).inc()
 
+    async def _hold_back(
+        self, alert: dict, scope: str | None, rule: str | None, pending: list
+    ) -> None:
+        """A suppressed alert: counted, and kept (native JSON) for the actor's timeline."""
+        self.metrics.suppressed.labels(scope=scope or "alert").inc()
+        if self.send_suppressed is not None:
+            alert["suppressed"] = {"scope": scope, "rule": rule}
+            pending.append(
+                await self.send_suppressed(alert["actor_id"].encode(), orjson.dumps(alert))
+            )
+
     async def _send_scores(self, outcome: BatchOutcome, messages: list[ConsumedRecord]) -> None:
         """One score record per scored event (``--scores-topic``)."""
         if self.send_score is None:
@@ -503,7 +528,12 @@ class BatchProcessor:
             outcome.events, outcome.scores, outcome.flagged, messages, strict=True
         ):
             await self._send_score_of(
-                message, event, score=value, flagged=flagged, pulse=event.role_pulse
+                message,
+                event,
+                timestamp=event.timestamp,
+                score=value,
+                flagged=flagged,
+                pulse=event.role_pulse,
             )
 
     async def _store_states(self, batch: _SortedBatch) -> None:

@@ -25,11 +25,9 @@ through the topic) and no event arrives later than that.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
 import orjson
 
@@ -43,7 +41,7 @@ from insiderwatch.models.pulse import (
 
 Usual = Mapping[str, Sequence[float]]
 
-__all__ = ["PulseTable", "PulseReader", "pulse_record", "KEEP_HOURS"]
+__all__ = ["PulseTable", "pulse_record", "KEEP_HOURS"]
 
 log = logging.getLogger("insiderwatch")
 # Hours kept behind the newest one counted: the span the pulse reads, with a day to spare
@@ -184,52 +182,3 @@ class PulseTable:
             for key in [k for k in self._counts if k[1] < first_kept]:
                 del self._counts[key]
             self._forgotten_before = first_kept
-
-
-class PulseReader:
-    """Reads the whole pulse topic into a :class:`PulseTable`, from the beginning, and follows
-    it; :meth:`loaded` is set once it has read what the topic held at start.
-
-    ``consumer`` is an unstarted aiokafka consumer without a group (see
-    ``stream/app.py``), so every worker reads every record.
-    """
-
-    def __init__(self, consumer: Any, topic: str, table: PulseTable) -> None:
-        self.consumer, self.topic, self.table = consumer, topic, table
-        self.loaded = asyncio.Event()
-
-    async def run(self) -> None:
-        """Read until cancelled."""
-        from aiokafka import TopicPartition
-
-        consumer = self.consumer
-        await consumer.start()
-        try:
-            partitions = consumer.partitions_for_topic(self.topic) or set()
-            if not partitions:
-                await consumer.force_metadata_update()  # type: ignore[attr-defined]
-                partitions = consumer.partitions_for_topic(self.topic) or set()
-            tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps) if tps else {}
-            if not tps:
-                log.warning(
-                    "insiderwatch worker: pulse topic %r not found (run `insiderwatch topics "
-                    "create`); scoring without the role pulse",
-                    self.topic,
-                )
-            while True:
-                if not self.loaded.is_set() and all(
-                    await consumer.position(tp) >= end for tp, end in ends.items()
-                ):
-                    self.loaded.set()
-                if not tps:
-                    return
-                batches = await consumer.getmany(timeout_ms=500, max_records=5000)
-                for records in batches.values():
-                    for record in records:
-                        self.table.apply(record.value)
-        finally:
-            self.loaded.set()
-            await consumer.stop()

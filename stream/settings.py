@@ -11,11 +11,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Settings", "SettingsError", "SETTINGS_DOC", "env_name", "flag_name"]
+__all__ = ["Settings", "SettingsError", "UserError", "SETTINGS_DOC", "env_name", "flag_name"]
 
 
 class SettingsError(ValueError):
     """A configuration value that cannot be used."""
+
+
+class UserError(Exception):
+    """An error the user can fix (a bad argument, a missing file or alert); the CLI prints
+    it as one sentence."""
 
 
 # dotted name -> (default, meaning). Order is the order of the README table.
@@ -35,6 +40,20 @@ SETTINGS_DOC: dict[str, tuple[object, str]] = {
         "insiderwatch-pulse",
         "compacted topic of each role's events per hour, which every worker feeds and reads "
         "whole (the role pulse)",
+    ),
+    "topic.feedback": (
+        "insiderwatch-feedback",
+        "compacted topic of analysts' verdicts on alerts (key = alert id), which every worker "
+        "reads whole (suppression)",
+    ),
+    "topic.context": (
+        "insiderwatch-context",
+        "compacted topic of actor context (key = actor id: leavers, watchlists, privileged and "
+        "service accounts, exclusions), which every worker reads whole",
+    ),
+    "topic.suppressed": (
+        "insiderwatch-suppressed",
+        "alerts held back by a verdict or an exclusion (key = actor id), for the actor timeline",
     ),
     "topic.partitions": (6, "partitions of the events topic (the unit of scale-out)"),
     "topic.replication": (1, "replication factor for created topics"),
@@ -110,6 +129,9 @@ class Settings:
     topic_dlq: str
     topic_scores: str
     topic_pulse: str
+    topic_feedback: str
+    topic_context: str
+    topic_suppressed: str
     topic_partitions: int
     topic_replication: int
     app_id: str

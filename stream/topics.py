@@ -145,6 +145,7 @@ def _specs(settings: Settings) -> list[NewTopic]:
         NewTopic(settings.topic_events, settings.topic_partitions, r),
         NewTopic(settings.topic_alerts, settings.topic_partitions, r),
         NewTopic(settings.topic_dlq, settings.topic_partitions, r),
+        NewTopic(settings.topic_suppressed, settings.topic_partitions, r),
     ]
     if settings.topic_scores:
         specs.append(NewTopic(settings.topic_scores, settings.topic_partitions, r))
@@ -162,11 +163,16 @@ def _specs(settings: Settings) -> list[NewTopic]:
             },
         )
     )
+    # Analysts' tables: each key's latest record is the rule (compacted, kept until replaced
+    # or withdrawn by a tombstone); one partition, read whole by every worker.
+    for name in (settings.topic_feedback, settings.topic_context):
+        specs.append(NewTopic(name, 1, r, topic_configs={"cleanup.policy": "compact"}))
     return specs
 
 
 def create_topics(settings: Settings) -> list[str]:
-    """Create the events, alerts, DLQ and pulse topics, and the scores topic when set
+    """Create the events, alerts, DLQ, suppressed, pulse, feedback and context topics, and
+    the scores topic when set
     (existing ones are left as they are)."""
     admin = admin_client(settings)
     try:

@@ -86,6 +86,9 @@ def _edge_traffic(seed: int = 11) -> list:
     assert all(hasattr(e, "ts") for e in events)
     for event in events:  # the role pulse (models.pulse) is an input of both paths
         event.role_pulse = rng.choice([0.0, 0.0, 0.0, 0.25, 1.0986])
+    for event in events:  # and so is the context's risk weight (models.analyst)
+        if crc32(event.actor_id.encode()) % 3 == 0:
+            event.risk_weight = 3.0
     edge = [e.ts for e in events if e.actor_id == "edge"]
     latest = list(itertools.accumulate(edge, max))
     behind = [latest[i - 1] - ts for i, ts in enumerate(edge) if i and ts < latest[i - 1]]
@@ -119,7 +122,7 @@ def _reference(detector: Detector, events: list) -> tuple[list, list, list, dict
             absorb_into_baseline(state, event)
             if is_rare and not is_late:
                 count_rare_access(state, event)
-            excess = value - detector._roles.risk_reference(event.actor_role)
+            excess = (value - detector._roles.risk_reference(event.actor_role)) * event.risk_weight
             if excess > 0.0:
                 add_risk(state, event.ts, value, excess, event.pair_hash)
                 risk_due(state, event.ts, detector._risk_limits)
