@@ -11,11 +11,15 @@ files by offline ``score``), hold what analysts and their SOAR playbooks decide:
      "until": "2026-12-04T10:02:11Z", "event_ids": ["…"], "analyst": "ana", "note": "…"}
 
 - ``verdict``: ``true_positive``, ``benign`` or ``benign_expected``.
-- ``scope`` (default ``alert``): a benign verdict suppresses further messages of the same
-  alert (an escalation of its incident); with ``actor_pattern``, the actor's later alerts of
-  the same kind whose access and leading reason match the pattern; with ``actor``, all the
-  actor's later alerts of that kind. Actor scopes hold from ``alert_timestamp`` until
-  ``until`` (event time; default :data:`DEFAULT_SUPPRESS_DAYS` days later). A rule made from
+- ``scope`` (default ``alert``): a benign verdict suppresses the later messages of the same
+  alert (updates and escalations of its incident, not the first message, which the analyst
+  judged); with ``actor_pattern``, the actor's later alerts of the same kind with the same
+  access (action and resource type) and one of their two leading reasons among the
+  pattern's three (the same behaviour again: its features' order shifts as the actor's
+  windows fill); with ``actor``, all the actor's later alerts of that
+  kind. Actor scopes hold after ``alert_timestamp`` until ``until`` (event time; default
+  :data:`DEFAULT_SUPPRESS_DAYS` days later). So a replay of the same events with the same
+  verdicts (offline ``score --feedback``) sends the alerts that were judged, as the stream did. A rule made from
   a per-event alert never touches entity-risk alerts, and the other way round.
 - ``true_positive``: ``train --feedback`` leaves ``event_ids`` (the incident's events) out of
   the baselines it builds.
@@ -79,7 +83,8 @@ LEAVER_WEIGHT = 3.0
 MAX_WATCH = 10.0
 PRIVILEGED_GROUP = "privileged"
 SERVICE_GROUP = "service_account"
-PATTERN_REASONS = 2  # leading reasons of an alert that make its pattern
+PATTERN_REASONS = 3  # leading reasons of an alert that make its pattern
+MATCHED_REASONS = 2  # leading reasons of a later alert, one of which must be in the pattern
 MAX_TEXT = 256  # ids, names, accesses and reasons
 MAX_NOTE = 500
 MAX_EVENT_IDS = 64
@@ -169,14 +174,14 @@ class Verdict:
 
     def matches(self, alert: dict, ts: float) -> bool:
         """Whether this actor-scope rule holds back ``alert`` (raised at event time ``ts``)."""
-        if alert.get("kind", "event") != self.kind or not self.since_ts <= ts < self.until_ts:
+        if alert.get("kind", "event") != self.kind or not self.since_ts < ts < self.until_ts:
             return False
         if self.scope == "actor":
             return True
         access, reasons = alert_pattern(alert)
         if access != self.access:
             return False
-        return not self.reasons or (bool(reasons) and reasons[0] in self.reasons)
+        return not self.reasons or not set(reasons[:MATCHED_REASONS]).isdisjoint(self.reasons)
 
 
 def _verdict_of(doc: dict) -> Verdict:
@@ -324,8 +329,8 @@ def alert_pattern(alert: dict) -> tuple[str | None, tuple[str, ...]]:
 
     >>> alert_pattern({"event": {"action": "update", "resource_type": "seller_account"},
     ...                "reasons": [{"feature": "access_surprise"}, {"feature": "time_novelty"},
-    ...                            {"feature": "denied_1h"}]})
-    ('update seller_account', ('access_surprise', 'time_novelty'))
+    ...                            {"feature": "denied_1h"}, {"feature": "new_ip_or_device"}]})
+    ('update seller_account', ('access_surprise', 'time_novelty', 'denied_1h'))
     """
     event = alert.get("event") or {}
     action, rtype = event.get("action"), event.get("resource_type")
@@ -433,7 +438,7 @@ class AnalystRules:
         if entry is not None and entry.exclude_until_ts is not None and ts < entry.exclude_until_ts:
             return Routing(False, "excluded")
         same = self.verdicts.get(alert.get("alert_id", ""))
-        if same is not None and same.suppresses:
+        if same is not None and same.suppresses and alert.get("status") != "new":
             return Routing(False, "alert", same.alert_id)
         for rule in self.by_actor.get(actor, {}).values():
             if rule.matches(alert, ts):

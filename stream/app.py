@@ -28,7 +28,7 @@ from insiderwatch.stream.processing import BatchProcessor, measure_in_slices
 from insiderwatch.stream.records import bounded_key, dead_letter_record
 from insiderwatch.stream.security import faust_credentials, kafka_python_security
 from insiderwatch.stream.settings import Settings
-from insiderwatch.stream.whole_topics import WholeTopicsReader
+from insiderwatch.stream.whole_topics import WholeTopicsReader, topic_partitions
 
 __all__ = ["ActorStateTable", "Worker", "new_app"]
 
@@ -295,14 +295,13 @@ class Worker:
             **kafka_python_security(settings),
         )
         rules = processor.rules
-        reader = self._whole_topics = WholeTopicsReader(
-            consumer,
-            {
-                settings.topic_pulse: lambda record: processor.pulse.apply(record.value),
-                settings.topic_feedback: self._rule_handler(rules.apply_feedback),
-                settings.topic_context: self._rule_handler(rules.apply_context),
-            },
-        )
+        handlers = {
+            settings.topic_pulse: lambda record: processor.pulse.apply(record.value),
+            settings.topic_feedback: self._rule_handler(rules.apply_feedback),
+            settings.topic_context: self._rule_handler(rules.apply_context),
+        }
+        partitions = await asyncio.to_thread(topic_partitions, settings, list(handlers))
+        reader = self._whole_topics = WholeTopicsReader(consumer, handlers, partitions)
         task = asyncio.ensure_future(reader.run())
         self._background.add(task)
         task.add_done_callback(self._background.discard)

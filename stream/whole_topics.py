@@ -20,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-__all__ = ["WholeTopicsReader", "Handler"]
+__all__ = ["WholeTopicsReader", "Handler", "topic_partitions"]
 
 log = logging.getLogger("insiderwatch")
 # A consumed record (aiokafka's ConsumerRecord: topic, partition, offset, key, value, ...).
@@ -31,28 +31,34 @@ class WholeTopicsReader:
     """Reads ``handlers``' topics whole, from the beginning, and follows them.
 
     ``consumer`` is an unstarted aiokafka consumer without a group (see ``stream/app.py``),
-    so every worker reads every record. A handler may be a coroutine function (awaited) or a
+    so every worker reads every record; ``partitions`` maps each topic to its partitions
+    (:func:`topic_partitions`). A handler may be a coroutine function (awaited) or a
     plain function. A topic that does not exist is named in one warning and skipped: the
     worker scores without it.
     """
 
-    def __init__(self, consumer: Any, handlers: Mapping[str, Handler]) -> None:
+    def __init__(
+        self,
+        consumer: Any,
+        handlers: Mapping[str, Handler],
+        partitions: Mapping[str, set[int]],
+    ) -> None:
         self.consumer, self.handlers = consumer, dict(handlers)
+        # Each topic's partitions, looked up by the caller (:func:`topic_partitions`): an
+        # aiokafka consumer's metadata cache only holds topics it was asked about.
+        self.partitions = dict(partitions)
         self.loaded = asyncio.Event()
         self.missing: list[str] = []
         self.records = 0
         self.failed = 0
 
-    async def _assign(self) -> list:
+    def _assign(self) -> list:
+        """The partitions of every topic that exists."""
         from aiokafka import TopicPartition
 
-        consumer = self.consumer
         tps = []
         for topic in self.handlers:
-            partitions = consumer.partitions_for_topic(topic) or set()
-            if not partitions:
-                await consumer.force_metadata_update()  # type: ignore[attr-defined]
-                partitions = consumer.partitions_for_topic(topic) or set()
+            partitions = self.partitions.get(topic) or set()
             if not partitions:
                 self.missing.append(topic)
                 log.warning(
@@ -68,16 +74,14 @@ class WholeTopicsReader:
         consumer = self.consumer
         await consumer.start()
         try:
-            tps = await self._assign()
+            tps = self._assign()
             if not tps:
                 return
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             ends = await consumer.end_offsets(tps)
             while True:
-                if not self.loaded.is_set() and all(
-                    await consumer.position(tp) >= end for tp, end in ends.items()
-                ):
+                if not self.loaded.is_set() and await _caught_up(consumer, ends):
                     self.loaded.set()
                 batches = await consumer.getmany(timeout_ms=500, max_records=5000)
                 for records in batches.values():
@@ -104,3 +108,29 @@ class WholeTopicsReader:
                 record.partition,
                 record.offset,
             )
+
+
+async def _caught_up(consumer: Any, ends: Mapping[Any, int]) -> bool:
+    """Whether the consumer has read every partition up to ``ends``."""
+    for tp, end in ends.items():
+        if await consumer.position(tp) < end:
+            return False
+    return True
+
+
+def topic_partitions(settings: Any, topics: list[str]) -> dict[str, set[int]]:
+    """Each topic's partitions (empty: it does not exist), from a metadata request of
+    kafka-python's consumer (blocking: run it in a thread)."""
+    from kafka import KafkaConsumer
+
+    from insiderwatch.stream.security import kafka_python_security
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.broker.split(","),
+        client_id=f"{settings.app_id}-tables-metadata",
+        **kafka_python_security(settings),
+    )
+    try:
+        return {topic: set(consumer.partitions_for_topic(topic) or ()) for topic in topics}
+    finally:
+        consumer.close()

@@ -22,6 +22,7 @@ DAY = 86400.0
 def _alert(actor="emp-1", alert_id="iw-a", ts="2026-11-20T10:00:00Z", kind="event", **kw):
     return {
         "alert_id": alert_id,
+        "status": kw.get("status", "new"),
         "kind": kind,
         "actor_id": actor,
         "timestamp": ts,
@@ -55,7 +56,9 @@ def test_an_actor_pattern_verdict_holds_back_only_that_actors_matching_alerts_un
     # the same behaviour by another actor, another access, another leading reason: sent
     assert rules.route(_alert(actor="emp-2", alert_id="iw-c", ts=later)).send
     assert rules.route(_alert(alert_id="iw-d", ts=later, action="delete")).send
-    assert rules.route(_alert(alert_id="iw-e", ts=later, reasons=("denied_1h",))).send
+    assert rules.route(_alert(alert_id="iw-e", ts=later, reasons=("denied_1h", "a", "x"))).send
+    # the same access led by the pattern's reasons in another order: the same behaviour
+    assert not rules.route(_alert(alert_id="iw-e", ts=later, reasons=("b", "x"))).send
     # an entity-risk alert is never held back by a per-event rule
     assert rules.route(_alert(alert_id="iwr-f", ts=later, kind="entity_risk")).send
     # 14 days of event time after the alert (default), the rule has expired
@@ -63,14 +66,16 @@ def test_an_actor_pattern_verdict_holds_back_only_that_actors_matching_alerts_un
     assert not rules.route(_alert(alert_id="iw-g", ts="2026-12-04T09:59:59Z")).send
     assert rules.route(_alert(alert_id="iw-h", ts="2026-12-04T10:00:00Z")).send
     assert parse_timestamp("2026-12-04T10:00:00Z") == expiry
-    # before the verdicted alert: not "later", so sent
+    # before the verdicted alert, or the verdicted alert itself: not "later", so sent
     assert rules.route(_alert(alert_id="iw-i", ts="2026-11-19T10:00:00Z")).send
+    assert rules.route(_alert(status="new")).send
 
 
 def test_scopes_alert_and_actor_and_a_tombstone_withdraws_the_verdict():
     rules = AnalystRules()
     rules.apply_feedback(b"iw-a", _verdict(scope="alert", verdict="benign"))
-    assert rules.route(_alert()).scope == "alert"  # an escalation of the same incident
+    assert rules.route(_alert(status="new")).send  # the message judged, as in a replay
+    assert rules.route(_alert(status="escalated")).scope == "alert"  # later messages
     assert rules.route(_alert(alert_id="iw-b", ts="2026-11-21T00:00:00Z")).send
     rules.apply_feedback(b"iw-a", _verdict(scope="actor", until="2026-11-22"))
     assert rules.route(
@@ -78,7 +83,8 @@ def test_scopes_alert_and_actor_and_a_tombstone_withdraws_the_verdict():
     ).scope == ("actor")
     assert rules.route(_alert(alert_id="iw-b", ts="2026-11-22T00:00:00Z")).send
     rules.apply_feedback(b"iw-a", None)
-    assert rules.route(_alert()).send and not rules.by_actor and not rules.verdicts
+    assert rules.route(_alert(status="escalated")).send
+    assert not rules.by_actor and not rules.verdicts
 
 
 def test_a_true_positive_holds_nothing_back_and_names_its_events_for_training():

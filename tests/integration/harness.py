@@ -42,6 +42,9 @@ class Deployment:
             "topic.alerts": f"alerts-{self.tag}",
             "topic.dlq": f"dlq-{self.tag}",
             "topic.pulse": f"pulse-{self.tag}",
+            "topic.feedback": f"feedback-{self.tag}",
+            "topic.context": f"context-{self.tag}",
+            "topic.suppressed": f"suppressed-{self.tag}",
             "topic.partitions": self.partitions,
             "app.id": f"iw-{self.tag}",
             "model.dir": str(self.model_dir),
@@ -82,6 +85,17 @@ class Deployment:
     def stop(self) -> None:
         for worker in self.workers:
             worker.terminate()
+
+    def cli(self, *args: str, timeout_s: float = 120.0) -> subprocess.CompletedProcess:
+        """Run ``insiderwatch ARGS`` with this deployment's settings; stdout and stderr as text."""
+        return subprocess.run(
+            [sys.executable, "-m", "insiderwatch", *args],
+            env=self.env(self.workers[-1].web_port if self.workers else free_port()),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
 
     def produce(self, values: list[tuple]) -> list[tuple[int, int]]:
         """Send ``(key, value)`` or ``(key, value, headers)`` records in order; return the
