@@ -11,7 +11,12 @@ change on the hot path is measured as a ratio in one run.
 Each revision trains its own model (its own features) on the same simulated history, with
 ``--trees`` / ``--against-trees`` trees (default 100 each).
 
+``--analyst-rules N`` loads N verdicts (actor_pattern, on the case's actors and others) and N
+actor-context entries (watch weight 2) into the working tree's processor before it runs: the
+cost of the analyst's loop (:mod:`models.analyst`) on the hot path.
+
 Run: .venv/bin/python benchmarks/bench_batch.py --against 3c88e07 [--events 200000 --repeat 3]
+     [--analyst-rules 10000]
 """
 
 from __future__ import annotations
@@ -71,7 +76,29 @@ def _train(repo: str, model_dir: Path, trees: int) -> None:
     train_model(events, model_dir, n_estimators=trees, warmup_days=5, seed=1)
 
 
-def _measure(repo: str, case: str, model_dir: Path) -> dict:
+def _load_rules(rules, messages: list, n: int) -> None:
+    """``n`` verdicts and ``n`` context entries, the case's actors first."""
+    import orjson
+
+    actors = list(dict.fromkeys(m.key.decode() for m in messages))
+    actors += [f"other-{i}" for i in range(max(0, n - len(actors)))]
+    for i in range(n):
+        actor = actors[i % len(actors)]
+        verdict = {
+            "alert_id": f"iw-bench-{i}",
+            "verdict": "benign_expected",
+            "scope": "actor_pattern",
+            "actor_id": actor,
+            "alert_timestamp": "2026-01-01T00:00:00Z",
+            "until": "2030-01-01T00:00:00Z",
+            "pattern": {"access": "export customer_contact", "reasons": ["records_vs_role"]},
+        }
+        assert rules.apply_feedback(None, orjson.dumps(verdict)) is None
+        context = {"actor_id": actor, "watch": 2.0}
+        assert rules.apply_context(None, orjson.dumps(context)) is None
+
+
+def _measure(repo: str, case: str, model_dir: Path, analyst_rules: int = 0) -> dict:
     """CPU seconds per event of ``handle`` and of a plain JSON decode, in this process."""
     import orjson
 
@@ -110,6 +137,8 @@ def _measure(repo: str, case: str, model_dir: Path) -> dict:
     detector.warm_up()
     tune_collector(freeze_existing=True)  # as the worker does after start-up
     processor = BatchProcessor(detector, Store(), send, send, WorkerMetrics())
+    if analyst_rules:
+        _load_rules(processor.rules, messages, analyst_rules)
     batches = [messages[i : i + BATCH] for i in range(0, len(messages), BATCH)]
     asyncio.run(processor.handle(batches[0]))  # first batch: loading, not timed
     started = time.process_time()
@@ -129,9 +158,10 @@ def _measure(repo: str, case: str, model_dir: Path) -> dict:
     }
 
 
-def _run_child(repo: Path, case: str, model_dir: Path) -> dict:
+def _run_child(repo: Path, case: str, model_dir: Path, analyst_rules: int = 0) -> dict:
     output = subprocess.run(
-        [sys.executable, __file__, "--child", str(repo), "--case", case, "--model", str(model_dir)],
+        [sys.executable, __file__, "--child", str(repo), "--case", case, "--model", str(model_dir)]
+        + ["--analyst-rules", str(analyst_rules)],
         check=True,
         capture_output=True,
         text=True,
@@ -160,6 +190,12 @@ def main() -> None:
     parser.add_argument(
         "--against-trees", type=int, default=100, help="forest size of the --against revision"
     )
+    parser.add_argument(
+        "--analyst-rules",
+        type=int,
+        default=0,
+        help="verdicts and context entries loaded into the working tree's processor",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
@@ -169,7 +205,7 @@ def main() -> None:
         _train(args.child, Path(args.model), args.train_trees)
         return
     if args.child:
-        print(json.dumps(_measure(args.child, args.case, Path(args.model))))
+        print(json.dumps(_measure(args.child, args.case, Path(args.model), args.analyst_rules)))
         return
     if args.repeat < 1 or args.trees < 1 or args.against_trees < 1:
         parser.error("--repeat, --trees and --against-trees must be at least 1")
@@ -192,7 +228,8 @@ def main() -> None:
     for _ in range(args.repeat):
         for case in CASES:
             for name, (path, model) in trees.items():  # alternating: drift hits both alike
-                results[case][name].append(_run_child(path, case, model))
+                rules = args.analyst_rules if path == REPO else 0
+                results[case][name].append(_run_child(path, case, model, rules))
     _report(results, args)
 
 
