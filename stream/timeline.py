@@ -168,6 +168,7 @@ def plot_timeline(timeline: dict, path: str) -> None:
     if points:
         bottom.plot(*zip(*sorted(points), strict=True), marker="o", color="tab:purple")
     bottom.axhline(1.0, color="tab:purple", linestyle="--", linewidth=1, label="risk limit")
+    bottom.set_ylim(bottom=0.0)
     bottom.set_ylabel("risk / limit")
     bottom.legend(loc="upper left", fontsize=8)
     fig.suptitle(f"insiderwatch: {timeline['actor_id']}")
