@@ -190,3 +190,41 @@ def test_offline_files_load_and_report_the_refused_lines():
     assert refused[0] == "feedback line 2: alert_id is missing"
     assert refused[1].startswith("context line 2: not JSON") and len(refused) == 2
     assert len(rules.verdicts) == 1 and len(rules.contexts) == 1
+
+
+def test_train_leaves_true_positives_out_and_gives_peer_groups_their_own_baselines(
+    tmp_path, capsys
+):
+    from insiderwatch.models.artifact import load_model
+    from insiderwatch.simulation.simulate import SimulationConfig, simulate
+    from insiderwatch.stream.cli import main
+
+    docs = list(simulate(SimulationConfig(actors=40, days=10, seed=3, with_scenarios=False)))
+    history = tmp_path / "history.jsonl"
+    history.write_bytes(b"".join(orjson.dumps(d) + b"\n" for d in docs))
+    engineers = sorted({d["actor_id"] for d in docs if d["actor_role"] == "engineer"})[:3]
+    context = tmp_path / "context.jsonl"
+    context.write_bytes(
+        b"".join(orjson.dumps({"actor_id": a, "privileged": True}) + b"\n" for a in engineers)
+    )
+    confirmed = [d["event_id"] for d in docs[100:105]]
+    feedback = tmp_path / "feedback.jsonl"
+    feedback.write_bytes(
+        orjson.dumps({"alert_id": "iw-1", "verdict": "true_positive", "event_ids": confirmed})
+        + b"\n"
+        + orjson.dumps({"alert_id": "iw-2", "verdict": "benign"})
+        + b"\n"
+    )
+    model_dir = tmp_path / "model"
+    argv = ["train", "--events", str(history), "--model-dir", str(model_dir), "--trees", "10"]
+    assert main([*argv, "--feedback", str(feedback), "--context", str(context)]) == 0
+    out = capsys.readouterr().out
+    assert f"from {len(docs) - 5} events" in out
+    assert "used 2 verdicts (1 true positives: 5 of their events left out of the baselines)" in out
+    assert "and 3 context entries" in out
+    peers = load_model(model_dir).peers
+    assert peers.roles[PRIVILEGED_GROUP].actors == 3
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b'{"alert_id": "iw-3", "verdict": "maybe"}\n')
+    assert main([*argv, "--feedback", str(bad)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1

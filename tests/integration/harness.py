@@ -98,8 +98,12 @@ class Deployment:
         )
 
     def produce(self, values: list[tuple]) -> list[tuple[int, int]]:
-        """Send ``(key, value)`` or ``(key, value, headers)`` records in order; return the
-        (partition, offset) of each."""
+        """Send ``(key, value)`` or ``(key, value, headers)`` records to the events topic in
+        order; return the (partition, offset) of each."""
+        return self.produce_to(self.settings.topic_events, values)
+
+    def produce_to(self, topic: str, values: list[tuple]) -> list[tuple[int, int]]:
+        """:meth:`produce` to another topic."""
         producer = KafkaProducer(
             bootstrap_servers=self.broker,
             **kafka_python_security(self.settings),
@@ -107,7 +111,6 @@ class Deployment:
             linger_ms=5,
             max_request_size=16 * 1024 * 1024,
         )
-        topic = self.settings.topic_events
         futures = [
             producer.send(topic, key=record[0], value=record[1], headers=record[2])
             if len(record) == 3

@@ -75,6 +75,8 @@ def test_a_verdict_suppresses_the_actors_repeats_until_expiry_and_across_a_resta
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
         assert "held back until 2026-01-25T10:" in done.stdout
+        # A record no one can read goes to the DLQ with its reason; the worker goes on.
+        deployment.produce_to(deployment.settings.topic_feedback, [(b"iw-junk", b"{not json")])
         unknown = deployment.cli("feedback", "iw-nope", "--verdict", "benign")
         assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1
         assert "no alert iw-nope" in unknown.stderr
@@ -123,13 +125,19 @@ def test_a_verdict_suppresses_the_actors_repeats_until_expiry_and_across_a_resta
         assert timeline_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         feedback = deployment.read_topic(deployment.settings.topic_feedback)
         stream_held = deployment.read_topic(deployment.settings.topic_suppressed)
+        dead = [orjson.loads(r.value) for r in deployment.read_topic(deployment.settings.topic_dlq)]
+        assert worker.metric("insiderwatch_analyst_records_refused_total") == 1
     finally:
         deployment.stop()
+    refused = [d for d in dead if d["reason"] == "bad_feedback"]
+    assert len(refused) == 2  # once by each worker start, from the same origin offset
+    assert {d["source"]["topic"] for d in refused} == {deployment.settings.topic_feedback}
+    assert len({d["source"]["offset"] for d in refused}) == 1
 
     # Offline, with the feedback topic's records as a file: the same alerts from the repeat on.
     events_file, feedback_file = tmp_path / "events.jsonl", tmp_path / "feedback.jsonl"
     events_file.write_bytes(b"".join(v + b"\n" for v in sent))
-    feedback_file.write_bytes(b"".join(r.value + b"\n" for r in feedback))
+    feedback_file.write_bytes(b"".join(r.value + b"\n" for r in feedback if r.key != b"iw-junk"))
     out, held_out = tmp_path / "offline.jsonl", tmp_path / "held.jsonl"
     scored = deployment.cli(
         "score", "--model-dir", str(small_model), "--events", str(events_file), "--out", str(out),
