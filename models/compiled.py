@@ -69,6 +69,7 @@ from insiderwatch.models.state import (
     MAX_PAIRS_24H,
     MAX_SUBJECTS_24H,
     OTHER_PAIRS,
+    PAIR_TAU_DAYS,
     REBASELINE_COOLDOWN_S,
     REBASELINE_DAYS,
     REBASELINE_EVENTS,
@@ -123,9 +124,12 @@ PAIRS, PAIRS_24H, SUBJECTS = _AT["pairs"], _AT["pairs_24h"], _AT["subject_writes
 EVIDENCE, WIDTH = _AT["risk_evidence"], _AT["width"]
 MAX_PAIR_ENTRIES = MAX_PAIRS + 1  # the folded OTHER_PAIRS entry included
 # numba caches compiled functions by this file's source only: a change of ROW_LAYOUT must
-# change this file too, or stale kernels would keep the old offsets. tests/test_compiled.py
+# change this file too, or stale kernels would keep the old offsets (and old feature math). tests/test_compiled.py
 # fails until this literal equals models.state.row_layout_digest().
-ROW_LAYOUT_DIGEST = "b286566ff05c1855"
+ROW_LAYOUT_DIGEST = "a036289d56bf028e"
+# The same for the generated feature math that the kernel inlines (models/feature_math.py):
+# tests/test_compiled.py fails until this literal equals feature_math_digest().
+FEATURE_MATH_DIGEST = "63d25c21e955a542"
 
 # --- event row -------------------------------------------------------------------------------
 (
@@ -173,6 +177,7 @@ _RISK_DAYS_MASK = (1 << RISK_DAYS_KEPT) - 1
 _EVIDENCE_HORIZON_S = RISK_DAYS_KEPT * 86400
 
 _TAU_10M, _TAU_1H, _TAU_24H = 600.0, 3600.0, 86400.0
+_TAU_3D = PAIR_TAU_DAYS * 86400.0  # models.state._TAU_3D: the same float
 _N_Q = 6  # quantities per window (models.state.N_QUANTITIES)
 _WORKING_HOURS_PER_DAY = 8.0
 _ZEROS = [0.0] * WIDTH
@@ -219,7 +224,7 @@ def _state_row(state: ActorState, role_code: int) -> list:
     _pad(
         row,
         [v for key, entry in state.pairs_24h.items() for v in (key, *entry)],
-        3 * MAX_PAIRS_24H,
+        4 * MAX_PAIRS_24H,
         "day pairs",
     )
     _pad(
@@ -451,15 +456,55 @@ def _count_keyed(s, r, start, count_at, cap, key, ts):  # pragma: no cover - com
 
 
 @njit(cache=True, nogil=True)
-def _keyed_count(s, r, start, count_at, key):  # pragma: no cover - compiled
+def _count_pair_days(s, r, key, ts):  # pragma: no cover - compiled
+    """models.state._count_pair_days on the (pair, count, as of, ~3-day count) list."""
+    n = int(s[r, N_PAIRS_24H])
+    i = _find(s, r, PAIRS_24H, n, 4, key)
+    if i < 0:
+        if n >= MAX_PAIRS_24H:
+            oldest = 0  # the least recently counted, the first of equals (dict order)
+            for k in range(1, n):
+                if s[r, PAIRS_24H + 4 * k + 2] < s[r, PAIRS_24H + 4 * oldest + 2]:
+                    oldest = k
+            _delete(s, r, PAIRS_24H, n, 4, oldest)
+            n -= 1
+        at = PAIRS_24H + 4 * n
+        s[r, at], s[r, at + 1], s[r, at + 2], s[r, at + 3] = key, 1.0, ts, 1.0
+        s[r, N_PAIRS_24H] = n + 1
+        return
+    at = PAIRS_24H + 4 * i
+    dt = ts - s[r, at + 2]
+    if dt >= 0:
+        s[r, at + 1] = s[r, at + 1] * math.exp(-dt / _TAU_24H) + 1.0
+        s[r, at + 3] = s[r, at + 3] * math.exp(-dt / _TAU_3D) + 1.0
+        s[r, at + 2] = ts
+    else:
+        s[r, at + 1] += math.exp(dt / _TAU_24H)
+        s[r, at + 3] += math.exp(dt / _TAU_3D)
+
+
+@njit(cache=True, nogil=True)
+def _keyed_count(s, r, start, count_at, key, stride):  # pragma: no cover - compiled
     """models.state.pair_count_24h (and subject_writes_24h) on the list at ``start``."""
-    i = _find(s, r, start, int(s[r, count_at]), 3, key)
+    i = _find(s, r, start, int(s[r, count_at]), stride, key)
     if i < 0:
         return 0.0
-    value, as_of = s[r, start + 3 * i + 1], s[r, start + 3 * i + 2]
+    value, as_of = s[r, start + stride * i + 1], s[r, start + stride * i + 2]
     if as_of == s[r, WIN_TS]:
         return value
     return value * math.exp(-(s[r, WIN_TS] - as_of) / _TAU_24H)
+
+
+@njit(cache=True, nogil=True)
+def _pair_count_3d(s, r, key):  # pragma: no cover - compiled
+    """models.state.pair_count_3d."""
+    i = _find(s, r, PAIRS_24H, int(s[r, N_PAIRS_24H]), 4, key)
+    if i < 0:
+        return 0.0
+    value, as_of = s[r, PAIRS_24H + 4 * i + 3], s[r, PAIRS_24H + 4 * i + 2]
+    if as_of == s[r, WIN_TS]:
+        return value
+    return value * math.exp(-(s[r, WIN_TS] - as_of) / _TAU_3D)
 
 
 @njit(cache=True, nogil=True)
@@ -482,7 +527,7 @@ def _advance_windows(s, r, e, j):  # pragma: no cover - compiled
         _delete(s, r, RECENT, n, 1, found)
         s[r, RECENT + n - 1] = resource
 
-    _count_keyed(s, r, PAIRS_24H, N_PAIRS_24H, MAX_PAIRS_24H, e[j, E_PAIR], ts)
+    _count_pair_days(s, r, e[j, E_PAIR], ts)
     if e[j, E_WRITE] != 0.0 and e[j, E_SUBJECT] != NO_HASH:
         _count_keyed(s, r, SUBJECTS, N_SUBJECTS, MAX_SUBJECTS_24H, e[j, E_SUBJECT], ts)
     records = e[j, E_RECORDS]
@@ -755,7 +800,8 @@ def _observe(s, r, e, j, field_hashes, field_rarities, roles, x, xi):  # pragma:
         s[r, w1h + 4],
         s[r, w1h + 5] + rare_now,
         s[r, w24 + 5] + rare_now,
-        _keyed_count(s, r, PAIRS_24H, N_PAIRS_24H, e[j, E_PAIR]),
+        _keyed_count(s, r, PAIRS_24H, N_PAIRS_24H, e[j, E_PAIR], 4),
+        _pair_count_3d(s, r, e[j, E_PAIR]),
         day_events_typ / _WORKING_HOURS_PER_DAY,
         day_records_typ / _WORKING_HOURS_PER_DAY,
         day_events_typ,
@@ -768,7 +814,9 @@ def _observe(s, r, e, j, field_hashes, field_rarities, roles, x, xi):  # pragma:
         surprise,
         1.0 if mature and not _is_known(s, r, IPS, N_IPS, e[j, E_IP]) else 0.0,
         1.0 if mature and not _is_known(s, r, DEVICES, N_DEVICES, e[j, E_DEVICE]) else 0.0,
-        _keyed_count(s, r, SUBJECTS, N_SUBJECTS, e[j, E_SUBJECT]) if e[j, E_WRITE] != 0.0 else 0.0,
+        _keyed_count(s, r, SUBJECTS, N_SUBJECTS, e[j, E_SUBJECT], 3)
+        if e[j, E_WRITE] != 0.0
+        else 0.0,
         e[j, E_PULSE],
     )
     for c in range(N_FEATURES):
@@ -1106,8 +1154,8 @@ class PackedBatch:
         recent = ints[:, RECENT:PAIRS].tolist()
         pair_keys = ints[:, PAIRS:PAIRS_24H:2].tolist()
         pair_counts = ints[:, PAIRS + 1 : PAIRS_24H : 2].tolist()
-        day_keys = ints[:, PAIRS_24H:SUBJECTS:3].tolist()
-        day_values = s[:, PAIRS_24H:SUBJECTS].reshape(n, MAX_PAIRS_24H, 3)[:, :, 1:].tolist()
+        day_keys = ints[:, PAIRS_24H:SUBJECTS:4].tolist()
+        day_values = s[:, PAIRS_24H:SUBJECTS].reshape(n, MAX_PAIRS_24H, 4)[:, :, 1:].tolist()
         subject_keys = ints[:, SUBJECTS:EVIDENCE:3].tolist()
         subject_values = s[:, SUBJECTS:EVIDENCE].reshape(n, MAX_SUBJECTS_24H, 3)[:, :, 1:].tolist()
         evidence = ints[:, EVIDENCE:WIDTH].reshape(n, RISK_EVIDENCE, 3).tolist()

@@ -2,14 +2,14 @@
 
 A producer that retries without idempotence sends an event twice; scored twice, one retry
 storm would inflate the actor's volume windows. Each actor's state remembers fingerprints of
-its last :data:`RECENT_EVENT_IDS` events (``ActorState.recent_ids``, 192 bytes). An event whose
+its last :data:`RECENT_EVENT_IDS` events (``ActorState.recent_ids``, 144 bytes). An event whose
 id is among them is a *duplicate* when its bytes are the same (counted, neither scored nor
 learnt) and a *conflict* when they differ (sent to the DLQ as ``duplicate_event_id``: two
 different accesses cannot share an id, so one of them is a producer bug to look at).
 
 Fingerprint: 40 bits of the event id's hash (crc32 and 8 bits of adler32) and 24 of the
-message's (adler32): C, and stable across processes. A false *conflict* needs two of an actor's last 24 ids to
-share 40 bits: about 2e-11 per event, one event in ~45 billion. The check is pure and the same
+message's (adler32): C, and stable across processes. A false *conflict* needs two of an actor's last 18 ids to
+share 40 bits: about 1.5e-11 per event, one event in ~65 billion. The check is pure and the same
 for the stream and offline ``score``, so a replay drops the same events.
 """
 
@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 NEW, DUPLICATE, CONFLICT = 0, 1, 2
-RECENT_EVENT_IDS = 24
+RECENT_EVENT_IDS = 18
 _ID_BYTES, _ENTRY_BYTES = 5, 8
 _RING_BYTES = RECENT_EVENT_IDS * _ENTRY_BYTES
 

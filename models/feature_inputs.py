@@ -29,6 +29,7 @@ from insiderwatch.models.state import (
     W_RECORDS,
     ActorState,
     is_known,
+    pair_count_3d,
     pair_count_24h,
     subject_writes_24h,
 )
@@ -73,6 +74,7 @@ FEATURE_INPUTS: dict[str, str] = {
     "rare_1h": "rare accesses that raised no alert, last ~1 h, plus this one if rare",
     "rare_24h": "rare accesses that raised no alert, last ~24 h, plus this one if rare",
     "pair_count_24h": "accesses of this (action, resource type) in the last ~24 h",
+    "pair_count_3d": "accesses of this (action, resource type) in the last ~3 days (decayed)",
     "hour_events_typ": "the actor's usual accesses per working hour (shrunk to the role)",
     "hour_records_typ": "the actor's usual records per working hour (shrunk to the role)",
     "day_events_typ": "the actor's usual accesses per day (shrunk to the role)",
@@ -270,6 +272,7 @@ def feature_inputs(
         win[_TAU_1H * q + W_RARE] + rare_now,
         win[_TAU_24H * q + W_RARE] + rare_now,
         float(pair_count_24h(state, event.pair_hash)),
+        float(pair_count_3d(state, event.pair_hash)),
         day_events_typ / WORKING_HOURS_PER_DAY,
         day_records_typ / WORKING_HOURS_PER_DAY,
         day_events_typ,

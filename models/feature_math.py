@@ -4,11 +4,11 @@
 is the same function compiled by numba for the detection kernel.
 """
 
-from math import log
+from math import exp, log, sqrt
 
 from numba import njit
 
-N_FEATURES = 17
+N_FEATURES = 18
 
 # v<i> below is feature i:
 #   v0: records_vs_role
@@ -27,7 +27,8 @@ N_FEATURES = 17
 #   v13: denied_1h
 #   v14: pair_share_24h_vs_actor
 #   v15: pair_24h_vs_actor
-#   v16: subject_writes_24h
+#   v16: pair_3d_vs_actor
+#   v17: subject_writes_24h
 
 
 def feature_values(
@@ -44,6 +45,7 @@ def feature_values(
     rare_1h,
     rare_24h,
     pair_count_24h,
+    pair_count_3d,
     hour_events_typ,
     hour_records_typ,
     day_events_typ,
@@ -74,7 +76,10 @@ def feature_values(
     v13 = log(1.0 + denied_1h)
     v14 = log((1.0 + pair_count_24h) / (1.0 + events_24h * p_pair))
     v15 = log((1.0 + pair_count_24h) / (1.0 + day_events_typ * p_pair)) - role_pulse
-    v16 = log(1.0 + subject_writes_24h)
+    v16 = (pair_count_3d - 3.0 * day_events_typ * p_pair * exp(role_pulse)) / sqrt(
+        9.0 + 3.0 * day_events_typ * p_pair * exp(role_pulse)
+    )
+    v17 = log(1.0 + subject_writes_24h)
     return (
         v0 if v0 > 0.0 else 0.0,
         v1 if v1 > 0.0 else 0.0,
@@ -92,7 +97,8 @@ def feature_values(
         v13,
         v14 if v14 > 0.0 else 0.0,
         v15 if v15 > 0.0 else 0.0,
-        v16,
+        v16 if v16 > 0.0 else 0.0,
+        v17,
     )
 
 

@@ -26,6 +26,7 @@ from insiderwatch.models.peers import RoleProfile
 from insiderwatch.models.state import (
     DAY_S,
     N_QUANTITIES,
+    PAIR_TAU_DAYS,
     W_DENIED,
     W_EVENTS,
     W_NEW_RESOURCES,
@@ -33,6 +34,7 @@ from insiderwatch.models.state import (
     W_RARE,
     W_RECORDS,
     ActorState,
+    pair_count_3d,
     pair_count_24h,
     subject_writes_24h,
 )
@@ -209,6 +211,16 @@ def describe_pair_24h(
     value = pair_count_24h(state, event.pair_hash)
     usual = u.day * actor_pair_probability(event, state, role)
     text = f"{value:,.0f} {u.what} in ~24 h (usual for this actor: {usual:,.1f} a day)"
+    return value, usual, text
+
+
+def describe_pair_3d(event: AccessEvent, state: ActorState, role: RoleProfile, u: _Usual) -> Phrase:
+    value = pair_count_3d(state, event.pair_hash)
+    usual = PAIR_TAU_DAYS * u.day * actor_pair_probability(event, state, role)
+    text = (
+        f"{value:,.0f} {u.what} in ~{PAIR_TAU_DAYS:g} days (usual for this actor: "
+        f"{usual:,.1f} in as many days)"
+    )
     return value, usual, text
 
 

@@ -2,7 +2,7 @@
 
 :data:`FEATURES` is the one definition. Each feature's ``formula`` is a Python expression
 over the quantities of :data:`~insiderwatch.models.feature_inputs.FEATURE_INPUTS`
-(``clip(v)`` is ``max(v, 0)``); from the formulas, :func:`feature_math_source` writes
+(``clip(v)`` is ``max(v, 0)``; ``log``, ``exp`` and ``sqrt`` are :mod:`math`'s); from the formulas, :func:`feature_math_source` writes
 ``models/feature_math.py``, whose one function both the Python reference path
 (:func:`feature_row`) and the compiled kernel (:mod:`insiderwatch.models.compiled`, through
 its numba twin) call, so the two compute the same bits. Each feature's ``describe`` (in
@@ -11,7 +11,9 @@ table is this list (``tests/test_readme.py``).
 
 Adding a feature over the existing quantities: one :class:`Feature` here (and its
 ``describe``), ``FEATURE_VERSION`` bumped, then ``python -m insiderwatch.models.features``
-regenerates ``feature_math.py`` (``tests/test_features.py`` fails until it does). A feature
+regenerates ``feature_math.py`` and stamps its digest into ``compiled.py`` (numba caches the
+kernel by that file's source; ``tests/test_features.py`` and ``tests/test_compiled.py`` fail
+until it is done). A feature
 that needs a new quantity adds it to ``FEATURE_INPUTS`` and to both input paths
 (:func:`~insiderwatch.models.feature_inputs.feature_inputs` and the kernel's ``_observe``).
 
@@ -50,7 +52,7 @@ from insiderwatch.models.feature_inputs import (
 )
 from insiderwatch.models.feature_math import feature_values
 from insiderwatch.models.peers import PeerBaseline
-from insiderwatch.models.state import ActorState
+from insiderwatch.models.state import PAIR_TAU_DAYS, ActorState
 
 __all__ = [
     "Feature",
@@ -76,7 +78,7 @@ __all__ = [
 
 # Bump when a feature's definition or the peer-baseline layout changes: a model trained on
 # other features is refused with one sentence instead of failing to load.
-FEATURE_VERSION = 7
+FEATURE_VERSION = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +238,17 @@ FEATURES: tuple[Feature, ...] = (
         describe=phrases.describe_pair_24h,
     ),
     Feature(
+        "pair_3d_vs_actor",
+        "sd >= 0",
+        f"accesses of this kind over ~{PAIR_TAU_DAYS:g} days above the actor's usual count of "
+        "them in as many days, in standard deviations of a count (a modest excess day after "
+        "day adds up; an expected count under 9 counts as 9: a kind of access the actor rarely "
+        "does is the rarity features' business)",
+        formula=f"clip((pair_count_3d - {PAIR_TAU_DAYS} * day_events_typ * p_pair * exp(role_pulse))"
+        f" / sqrt(9.0 + {PAIR_TAU_DAYS} * day_events_typ * p_pair * exp(role_pulse)))",
+        describe=phrases.describe_pair_3d,
+    ),
+    Feature(
         "subject_writes_24h",
         "ln(1+events)",
         "writes (update, delete, ...) on this access's subject, the outside party the record "
@@ -273,7 +286,7 @@ def feature_math_source() -> str:
         name
         for feature in FEATURES
         for name in _names_in(feature.formula)
-        if name not in FEATURE_INPUTS and name not in ("clip", "log")
+        if name not in FEATURE_INPUTS and name not in ("clip", "log", "exp", "sqrt")
     }
     if unknown:
         raise ValueError(f"formulas use quantities that FEATURE_INPUTS does not declare: {unknown}")
@@ -285,7 +298,7 @@ def feature_math_source() -> str:
         "is the same function compiled by numba for the detection kernel.",
         '"""',
         "",
-        "from math import log",
+        "from math import exp, log, sqrt",
         "",
         "from numba import njit",
         "",
@@ -323,6 +336,24 @@ def _names_in(formula: str) -> set[str]:
 
 FEATURE_MATH_PATH = Path(__file__).with_name("feature_math.py")
 
+COMPILED_PATH = Path(__file__).with_name("compiled.py")
+
+
+def _stamp_kernel(source: str) -> None:
+    """Write the new feature math's digest into models/compiled.py (FEATURE_MATH_DIGEST), so
+    that numba, which caches the kernel by that file's source, compiles it again."""
+    import hashlib
+    import re
+
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    kernel = COMPILED_PATH.read_text()
+    COMPILED_PATH.write_text(
+        re.sub(r'FEATURE_MATH_DIGEST = "[0-9a-f]*"', f'FEATURE_MATH_DIGEST = "{digest}"', kernel)
+    )
+
+
 if __name__ == "__main__":  # pragma: no cover - the generator's command line
-    FEATURE_MATH_PATH.write_text(feature_math_source())
-    print(f"wrote {FEATURE_MATH_PATH}", file=sys.stderr)
+    generated = feature_math_source()
+    FEATURE_MATH_PATH.write_text(generated)
+    _stamp_kernel(generated)
+    print(f"wrote {FEATURE_MATH_PATH} and its digest in {COMPILED_PATH}", file=sys.stderr)

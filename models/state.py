@@ -59,6 +59,7 @@ __all__ = [
     "rebaseline_for_new_role",
     "window_value",
     "pair_count_24h",
+    "pair_count_3d",
     "subject_writes_24h",
     "state_to_bytes",
     "state_from_bytes",
@@ -68,6 +69,10 @@ __all__ = [
 
 WINDOW_TAUS_S = (600.0, 3600.0, 86400.0)
 _TAU_10M, _TAU_1H, _TAU_24H = WINDOW_TAUS_S
+# The per-pair counts also keep a ~3-day window: a modest excess of one kind of access on
+# several days running stands out over days where no single day does.
+PAIR_TAU_DAYS = 3.0
+_TAU_3D = PAIR_TAU_DAYS * 86400.0
 W_EVENTS, W_RECORDS, W_NEW_RESOURCES, W_NO_TICKET, W_DENIED, W_RARE = range(6)
 N_QUANTITIES = 6
 LATENESS_S = 3600.0
@@ -96,10 +101,11 @@ UNKNOWN_ROLE = "unknown"
 # Pairs beyond MAX_PAIRS are counted together under this key (pair hashes are crc32 values,
 # never negative).
 OTHER_PAIRS = -1
-# Format 7: MessagePack, pairs keyed by pair hash, then recent event ids, the subjects'
-# write counts and the entity risk. Formats 5 and 6 (without the later fields, which start
-# empty) and formats 3 and 4 (JSON, pairs keyed by name) still load.
-STATE_FORMAT = 7
+# Format 8: MessagePack, pairs keyed by pair hash, then recent event ids, the subjects'
+# write counts and the entity risk; each per-pair day count with its ~3-day count. Formats 5
+# to 7 (without the later fields, which start empty, and the ~3-day counts, which start at 0)
+# and formats 3 and 4 (JSON, pairs keyed by name) still load.
+STATE_FORMAT = 8
 MAX_STATE_BYTES = 2048
 _encode_msgpack = msgspec.msgpack.Encoder().encode
 _decode_msgpack = msgspec.msgpack.Decoder().decode
@@ -134,9 +140,10 @@ class ActorState:
     cusum: float = 0.0
     cusum_ts: float = 0.0
     pairs: dict[int, int] = field(default_factory=dict)  # pair hash -> count
-    pairs_24h: dict[int, list[float]] = field(default_factory=dict)  # pair hash -> [n, as of]
+    # pair hash -> [decayed count over ~24 h, as of, decayed count over ~3 days]
+    pairs_24h: dict[int, list[float]] = field(default_factory=dict)
     rebaselined_ts: float = 0.0
-    recent_ids: bytes = b""  # fingerprints of the last 24 event ids (models.duplicates)
+    recent_ids: bytes = b""  # fingerprints of the last 18 event ids (models.duplicates)
     # subject hash -> [decayed count of writes over ~24 h, as of]
     subject_writes_24h: dict[int, list[float]] = field(default_factory=dict)
     # entity risk (models.risk): decayed sums over ~24 h and ~7 d, as of risk_ts
@@ -194,7 +201,7 @@ ROW_LAYOUT: tuple[tuple[str, int], ...] = (
     ("fields_seen", MAX_FIELDS_SEEN),
     ("recent_resources", RECENT_RESOURCES),
     ("pairs", 2 * (MAX_PAIRS + 1)),  # (pair hash, count), the folded OTHER_PAIRS entry too
-    ("pairs_24h", 3 * MAX_PAIRS_24H),  # (pair hash, decayed count, as of)
+    ("pairs_24h", 4 * MAX_PAIRS_24H),  # (pair hash, decayed count, as of, ~3-day count)
     ("subject_writes_24h", 3 * MAX_SUBJECTS_24H),  # (subject hash, decayed count, as of)
     ("risk_evidence", 3 * RISK_EVIDENCE),  # (ts, score x 1e6, pair hash)
 )
@@ -273,7 +280,7 @@ def advance_windows(state: ActorState, event: AccessEvent) -> tuple[bool, bool]:
     if ts < state.win_ts - LATENESS_S:
         return True, False
     is_new_resource = _touch_recent_resource(state, event)
-    _count_pair(state.pairs_24h, event.pair_hash, ts)
+    _count_pair_days(state.pairs_24h, event.pair_hash, ts)
     if event.is_write and event.subject_hash != NO_SUBJECT:
         _count_pair(state.subject_writes_24h, event.subject_hash, ts, MAX_SUBJECTS_24H)
     records = float(event.record_count)
@@ -370,6 +377,42 @@ def _count_pair(
         entry[1] = ts
     else:
         entry[0] += math.exp(dt / _TAU_24H)
+
+
+def _count_pair_days(counts: dict[int, list[float]], pair: int, ts: float) -> None:
+    """:func:`_count_pair` with the ~3-day count as a third number of each entry.
+
+    >>> counts = {}
+    >>> for ts in (0.0, 0.0, 86400.0):
+    ...     _count_pair_days(counts, 7, ts)
+    >>> [round(v, 4) for v in counts[7]]  # 2 a day ago, decayed by e (by e^(1/3)), plus this one
+    [1.7358, 86400.0, 2.4331]
+    """
+    entry = counts.get(pair)
+    if entry is None:
+        if len(counts) >= MAX_PAIRS_24H:
+            oldest = min(counts, key=lambda k: counts[k][1])
+            del counts[oldest]
+        counts[pair] = [1.0, ts, 1.0]
+        return
+    dt = ts - entry[1]
+    if dt >= 0:
+        entry[0] = entry[0] * math.exp(-dt / _TAU_24H) + 1.0
+        entry[2] = entry[2] * math.exp(-dt / _TAU_3D) + 1.0
+        entry[1] = ts
+    else:
+        entry[0] += math.exp(dt / _TAU_24H)
+        entry[2] += math.exp(dt / _TAU_3D)
+
+
+def pair_count_3d(state: ActorState, pair: int) -> float:
+    """Decayed count of ``pair`` over ~3 days as of ``state.win_ts`` (0 if not counted)."""
+    entry = state.pairs_24h.get(pair)
+    if entry is None:
+        return 0.0
+    if entry[1] == state.win_ts:
+        return entry[2]
+    return entry[2] * math.exp(-(state.win_ts - entry[1]) / _TAU_3D)
 
 
 def pair_count_24h(state: ActorState, pair: int) -> float:
@@ -557,9 +600,20 @@ def state_from_bytes(data: bytes) -> ActorState:
         return _state_from_json(data)
     values = _decode_msgpack(data)
     version = values[0] if isinstance(values, list) and values else None
-    if version not in (5, 6, STATE_FORMAT):
+    if version not in (5, 6, 7, STATE_FORMAT):
         raise ValueError(f"unknown actor state format {version!r}")
-    return ActorState(*values[1:])
+    state = ActorState(*values[1:])
+    if version < STATE_FORMAT:
+        _without_3d_counts(state)
+    return state
+
+
+def _without_3d_counts(state: ActorState) -> None:
+    """A state of an earlier format: its per-pair entries get a ~3-day count of 0 (an
+    excess over days is then understated until the window fills, never overstated)."""
+    for entry in state.pairs_24h.values():
+        if len(entry) == 2:
+            entry.append(0.0)
 
 
 def _state_from_json(data: bytes) -> ActorState:
@@ -571,6 +625,7 @@ def _state_from_json(data: bytes) -> ActorState:
     state = ActorState(*values[1:])
     state.pairs = {_legacy_pair_key(k): v for k, v in state.pairs.items()}
     state.pairs_24h = {_legacy_pair_key(k): v for k, v in state.pairs_24h.items()}
+    _without_3d_counts(state)
     return state
 
 

@@ -50,8 +50,8 @@ def cmd_feedback(args: argparse.Namespace, settings: Settings) -> int:
         if args.verdict == "true_positive"
         else {
             "alert": "later messages of this alert are held back",
-            "actor_pattern": f"{alert['actor_id']}'s alerts like it ({record['pattern']['access']}, "
-            f"led by {', '.join(record['pattern']['reasons'][:1]) or 'any reason'}) are held "
+            "actor_pattern": f"{alert['actor_id']}'s alerts like it ({record['pattern']['access']}"
+            f", led by {' or '.join(record['pattern']['reasons']) or 'any reason'}) are held "
             f"back until {record['until']}",
             "actor": f"{alert['actor_id']}'s {alert['kind']} alerts are held back until "
             f"{record['until']}",

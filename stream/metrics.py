@@ -52,7 +52,7 @@ class WorkerMetrics:
         )
         self.duplicate = Counter(
             "insiderwatch_events_duplicate",
-            "Events whose id and bytes repeat one of the actor's last 24 (a producer retry): "
+            "Events whose id and bytes repeat one of the actor's last 18 (a producer retry): "
             "neither scored nor learnt",
             registry=r,
         )

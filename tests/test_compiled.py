@@ -246,3 +246,16 @@ def test_the_kernel_was_compiled_for_the_declared_row_layout():
 
     assert row_layout_digest() == compiled.ROW_LAYOUT_DIGEST
     assert compiled.WIDTH == row_offsets()["width"] == sum(width for _, width in ROW_LAYOUT)
+
+
+def test_the_kernel_names_the_feature_math_it_inlines():
+    """numba caches the kernel by models/compiled.py's source only, and the kernel inlines
+    models/feature_math.py: its copy of that file's digest must change with it, so that a
+    feature change recompiles instead of running a stale cached kernel."""
+    import hashlib
+    from pathlib import Path
+
+    from insiderwatch.models import compiled, feature_math
+
+    source = Path(feature_math.__file__).read_bytes()
+    assert hashlib.sha256(source).hexdigest()[:16] == compiled.FEATURE_MATH_DIGEST

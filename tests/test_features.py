@@ -294,7 +294,7 @@ def test_a_day_concentrated_on_one_kind_of_access_stands_out_and_a_busy_day_does
 def test_every_feature_is_declared_with_a_formula_and_a_phrase():
     from insiderwatch.models.features import FEATURE_NAMES, FEATURES
 
-    assert len(set(FEATURE_NAMES)) == len(FEATURES) == 17
+    assert len(set(FEATURE_NAMES)) == len(FEATURES) == 18
     for feature in FEATURES:
         assert callable(feature.describe) and feature.formula and feature.unit
 

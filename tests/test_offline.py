@@ -17,10 +17,12 @@ def test_parallel_score_equals_single_process(small_model, small_history, tmp_pa
     events = tmp_path / "events.jsonl"
     lines = small_history.read_bytes().splitlines()[-6000:]
     anomalies = []
+    at = orjson.loads(lines[3799])["timestamp"]  # in time order where they are inserted
     for i in range(20):  # obvious exports by established actors, from a new IP and device
         doc = orjson.loads(lines[3000 + 37 * i])
         doc.update(
             event_id=f"x-{i}",
+            timestamp=at,
             action="export",
             resource_type="customer_contact",
             record_count=90_000,

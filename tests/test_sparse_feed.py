@@ -87,5 +87,9 @@ def test_a_feed_without_optional_fields_is_scored_and_the_burst_is_explained(spa
     for alert in alerts:
         assert "ticket" not in alert["summary"], alert["summary"]
         assert alert["actor_role"] == "unknown"
+    # Other actors' incidents over 3 live days of 59 actors, at an alert budget of 5 per 1,000
+    # actor-days: 5 with feature set 7, 10 with feature set 8 (the ~3-day pair count: a feed
+    # without roles compares every actor with one all-roles profile). The bound guards against
+    # a feed like this one drowning its one real incident.
     others = {a["alert_id"] for a in alerts if a["actor_id"] != insider}
-    assert len(others) <= 8, sorted(a["summary"] for a in alerts if a["actor_id"] != insider)
+    assert len(others) <= 10, sorted(a["summary"] for a in alerts if a["actor_id"] != insider)

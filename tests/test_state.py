@@ -127,7 +127,7 @@ def test_state_round_trip_is_lossless_and_bounded():
         absorb_into_baseline(state, e)
     data = state_to_bytes(state)
     assert state_from_bytes(data) == state
-    assert len(state.pairs_24h) == 8  # capped like the other lists
+    assert len(state.pairs_24h) == MAX_PAIRS_24H == 8  # capped like the other lists
     assert len(data) <= 2048, len(data)
 
 
@@ -172,19 +172,29 @@ def test_a_state_of_an_unknown_format_is_refused_with_its_format():
     state = _state_with_pairs()
     with pytest.raises(ValueError, match="unknown actor state format 99"):
         state_from_bytes(_as_stored_by_json_format(state, 99))
-    newer = msgspec.msgpack.encode([8, *msgspec.msgpack.decode(state_to_bytes(state))[1:]])
-    with pytest.raises(ValueError, match="unknown actor state format 8"):
+    newer = msgspec.msgpack.encode([9, *msgspec.msgpack.decode(state_to_bytes(state))[1:]])
+    with pytest.raises(ValueError, match="unknown actor state format 9"):
         state_from_bytes(newer)
 
 
-def test_states_of_formats_5_and_6_load_without_the_fields_they_lack():
+def test_states_of_formats_5_to_7_load_without_the_fields_they_lack():
     state = _state_with_pairs()
     state.recent_ids = b"\x01" * 16
     state.subject_writes_24h = {7: [2.0, 100.0]}
     state.risk_week, state.risk_evidence = 0.5, [[100, 700000, 7]]
     values = msgspec.msgpack.decode(state_to_bytes(state))
     at = [f.name for f in fields(state)].index("recent_ids") + 1  # values[0] is the format
-    assert values[0] == 7 and values[at] == state.recent_ids
+    assert values[0] == 8 and values[at] == state.recent_ids
+    # format 7: per-pair day counts without their ~3-day count, which starts at 0
+    pairs_at = [f.name for f in fields(state)].index("pairs_24h") + 1
+    old = list(values)
+    old[pairs_at] = {k: v[:2] for k, v in values[pairs_at].items()}
+    format_7 = state_from_bytes(msgspec.msgpack.encode([7, *old[1:]]))
+    assert state.pairs_24h and all(v[2] == 0.0 for v in format_7.pairs_24h.values())
+    assert {k: v[:2] for k, v in format_7.pairs_24h.items()} == {
+        k: v[:2] for k, v in state.pairs_24h.items()
+    }
+    values = old
     format_6 = state_from_bytes(msgspec.msgpack.encode([6, *values[1 : at + 1]]))
     assert format_6.recent_ids == state.recent_ids and format_6.pairs == state.pairs
     assert format_6.subject_writes_24h == {} and format_6.risk_week == 0.0
@@ -237,7 +247,7 @@ def test_the_largest_state_the_contract_allows_fits_in_two_kib():
         cusum=stamp,
         cusum_ts=stamp,
         pairs={**{hash32 - k: count for k in range(MAX_PAIRS)}, OTHER_PAIRS: count},
-        pairs_24h={hash32 - k: [stamp, stamp] for k in range(MAX_PAIRS_24H)},
+        pairs_24h={hash32 - k: [stamp, stamp, stamp] for k in range(MAX_PAIRS_24H)},
         rebaselined_ts=stamp,
         recent_ids=b"\xff" * (8 * RECENT_EVENT_IDS),
         subject_writes_24h={hash32 - k: [stamp, stamp] for k in range(MAX_SUBJECTS_24H)},
