@@ -53,6 +53,7 @@ from insiderwatch.models.forest import ForestArrays, _walk_depths, isolation_sco
 from insiderwatch.models.peers import PROBABILITY_FLOOR, PeerBaseline
 from insiderwatch.models.risk import (
     RISK_DAYS_KEPT,
+    RISK_EXCESS_CAP,
     RISK_TAU_DAY_S,
     RISK_TAU_WEEK_S,
     RiskLimits,
@@ -924,7 +925,8 @@ def _judge(s, e, j, value, roles, limits):  # pragma: no cover - compiled
         flag = FLAG_POINT
     elif s[r, CUSUM] >= limits.cusum_limit:
         flag = FLAG_SUSTAINED
-    excess = (value - roles[int(e[j, E_ROLE]), R_RISK_REFERENCE]) * e[j, E_RISK_WEIGHT]
+    excess = min(value - roles[int(e[j, E_ROLE]), R_RISK_REFERENCE], RISK_EXCESS_CAP)
+    excess *= e[j, E_RISK_WEIGHT]
     if flag == 0 and excess > 0.0:
         _add_risk(s, r, ts, value, excess, e[j, E_PAIR])
         if _risk_due(s, r, ts, limits):

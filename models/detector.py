@@ -51,7 +51,7 @@ from insiderwatch.models.incidents import (
     step_incident,
 )
 from insiderwatch.models.peers import PeerBaseline
-from insiderwatch.models.risk import RiskLimits, add_risk, risk_due
+from insiderwatch.models.risk import RISK_EXCESS_CAP, RiskLimits, add_risk, risk_due
 from insiderwatch.models.risk_alert import (
     evidence_timeline,
     risk_alert_id,
@@ -427,7 +427,8 @@ class Detector:
         weight (:mod:`models.analyst`: leavers, watchlists), to the actor's risk (a flagged
         event is reported by its own alert); whether the risk is now due an
         entity-risk alert (:mod:`models.risk`)."""
-        excess = (value - self._roles.risk_reference(event.actor_role)) * event.risk_weight
+        excess = min(value - self._roles.risk_reference(event.actor_role), RISK_EXCESS_CAP)
+        excess *= event.risk_weight
         if excess <= 0.0:
             return False
         add_risk(state, event.ts, value, excess, event.pair_hash)

@@ -76,9 +76,7 @@ def feature_values(
     v13 = log(1.0 + denied_1h)
     v14 = log((1.0 + pair_count_24h) / (1.0 + events_24h * p_pair))
     v15 = log((1.0 + pair_count_24h) / (1.0 + day_events_typ * p_pair)) - role_pulse
-    v16 = (pair_count_3d - 3.0 * day_events_typ * p_pair * exp(role_pulse)) / sqrt(
-        9.0 + 3.0 * day_events_typ * p_pair * exp(role_pulse)
-    )
+    v16 = (pair_count_3d - 3.0 * day_events_typ * p_pair * exp(role_pulse)) / sqrt(9.0 + 3.0 * day_events_typ * p_pair * exp(role_pulse))
     v17 = log(1.0 + subject_writes_24h)
     return (
         v0 if v0 > 0.0 else 0.0,

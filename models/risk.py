@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_RISK_BUDGET",
     "RISK_TAU_DAY_S",
     "RISK_TAU_WEEK_S",
+    "RISK_EXCESS_CAP",
     "RISK_DAYS_KEPT",
     "RiskLimits",
     "add_risk",
@@ -49,6 +50,10 @@ __all__ = [
 DEFAULT_RISK_BUDGET = 1.0
 RISK_TAU_DAY_S = 86400.0
 RISK_TAU_WEEK_S = 7 * 86400.0
+# An event adds at most this much score excess: many events just above the reference (a
+# modest excess day after day) weigh like a few far above it (which mostly raise their own
+# alerts anyway).
+RISK_EXCESS_CAP = 0.03
 RISK_DAYS_KEPT = 7  # days remembered in ActorState.risk_days (and the evidence's horizon)
 _DAYS_MASK = (1 << RISK_DAYS_KEPT) - 1
 _EVIDENCE_HORIZON_S = RISK_DAYS_KEPT * 86400
@@ -243,16 +248,18 @@ def risk_excess(
     references: dict[str, float],
     default: float,
 ) -> np.ndarray:
-    """Each event's excess over its role's reference (0 for a flagged event: it raises its own
-    alert), the input of :func:`risk_peaks`.
+    """Each event's excess over its role's reference, at most :data:`RISK_EXCESS_CAP` (0 for a
+    flagged event: it raises its own alert), the input of :func:`risk_peaks`.
 
-    >>> risk_excess(["a", "b"], np.array([0.7, 0.7]), np.array([True, True]), {"a": 0.6}, 0.65)
-    array([0.1 , 0.05])
+    >>> risk_excess(["a", "b", "a"], np.array([0.62, 0.66, 0.9]), np.array([True, True, True]),
+    ...             {"a": 0.6}, 0.65)
+    array([0.02, 0.01, 0.03])
     """
     reference = np.fromiter(
         (references.get(role, default) for role in roles), dtype=np.float64, count=len(roles)
     )
-    return np.where(unflagged, np.maximum(scores - reference, 0.0), 0.0)
+    excess = np.minimum(np.maximum(scores - reference, 0.0), RISK_EXCESS_CAP)
+    return np.where(unflagged, excess, 0.0)
 
 
 def role_references(

@@ -26,7 +26,7 @@ from insiderwatch.models.detector import Detector, observe
 from insiderwatch.models.events import parse_event
 from insiderwatch.models.forest import score
 from insiderwatch.models.incidents import step_incident
-from insiderwatch.models.risk import RiskLimits, add_risk, risk_due
+from insiderwatch.models.risk import RISK_EXCESS_CAP, RiskLimits, add_risk, risk_due
 from insiderwatch.models.state import (
     HISTOGRAM_HALVING_AT,
     LATENESS_S,
@@ -122,7 +122,8 @@ def _reference(detector: Detector, events: list) -> tuple[list, list, list, dict
             absorb_into_baseline(state, event)
             if is_rare and not is_late:
                 count_rare_access(state, event)
-            excess = (value - detector._roles.risk_reference(event.actor_role)) * event.risk_weight
+            excess = min(value - detector._roles.risk_reference(event.actor_role), RISK_EXCESS_CAP)
+            excess *= event.risk_weight
             if excess > 0.0:
                 add_risk(state, event.ts, value, excess, event.pair_hash)
                 risk_due(state, event.ts, detector._risk_limits)
